@@ -1,0 +1,3 @@
+from mergekit_evo.cli import main
+
+main()

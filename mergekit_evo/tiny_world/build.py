@@ -1,0 +1,337 @@
+"""Build the tiny world: tokenizer, base, specialists, item sets, lm-eval YAMLs, reference merges and a manifest.
+
+Everything is derived from a `WorldSpec` and its seed, so a world can be rebuilt bit for bit, and a directory whose
+manifest matches the spec is reused instead of rebuilt (tests and the demo share one build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from mergekit_evo.errors import UserError
+from mergekit_evo.items import Item, read_items, write_items
+from mergekit_evo.merging import merge_to_disk, parse_merge_config
+from mergekit_evo.native_scoring import score_items
+from mergekit_evo.tiny_world import language
+from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
+
+# Bump when the world's construction changes, so stale caches are rebuilt.
+WORLD_FORMAT = 1
+SPLITS = ("search", "test")
+MODES = ("mc", "gen")
+SPECIALISTS = {"math_a": "math_a", "lang_b": "facts_b"}
+
+
+class WorldSpec(BaseModel):
+    """Sizes and training settings of a world. The defaults are the demo's world."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    hidden: int = Field(256, ge=8, description="hidden size of the Llama models")
+    layers: int = Field(4, ge=1)
+    base_steps: int = Field(800, ge=1)
+    specialist_steps: int = Field(300, ge=1)
+    base_lr: float = Field(1e-3, gt=0)
+    specialist_lr: float = Field(5e-4, gt=0)
+    batch_size: int = Field(64, ge=1)
+    items_per_skill: int = Field(256, ge=4, le=400, description="items per skill, split evenly into search and test")
+
+    def fingerprint(self) -> str:
+        text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("MERGEKIT_EVO_CACHE") or Path.home() / ".cache" / "mergekit-evo"
+    return Path(root) / "tiny-world"
+
+
+# ---------------------------------------------------------------------------------------------- item sets
+
+
+def make_items(skill: str, facts: dict, count: int, rng: np.random.Generator) -> list[Item]:
+    """`count` items of a skill: distinct questions first, then the same questions with other distractors."""
+    questions = language.skill_questions(skill, facts)
+    order = rng.permutation(len(questions))
+    items = []
+    for i in range(count):
+        q = questions[order[i % len(questions)]]
+        picks = rng.choice(len(q.alternatives), size=min(3, len(q.alternatives)), replace=False)
+        choices = [q.answer] + [q.alternatives[p] for p in picks]
+        perm = rng.permutation(len(choices))
+        choices = [choices[p] for p in perm]
+        items.append(
+            Item(
+                id=f"{skill}-{i:04d}",
+                prompt=" ".join(q.prompt),
+                choices=tuple(choices),
+                answer=int(np.where(perm == 0)[0][0]),
+                target=q.answer,
+            )
+        )
+    return items
+
+
+def task_file(world: Path, skill: str, split: str) -> Path:
+    return Path(world) / "tasks" / f"{skill}.{split}.jsonl"
+
+
+def lm_eval_task_name(skill: str, mode: str, split: str) -> str:
+    return f"tiny_{skill}_{mode}_{split}"
+
+
+def write_lm_eval_yamls(world: Path, data_root: Path) -> None:
+    """One lm-eval task per skill, mode and split, reading the very same JSONL files as the native backend.
+
+    The YAMLs hold absolute paths under `data_root` (lm-eval resolves `data_files` against the working directory).
+    """
+    folder = world / "tasks" / "lm_eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    for skill in language.SKILLS:
+        for split in SPLITS:
+            common = {
+                "dataset_path": "json",
+                "dataset_kwargs": {"data_files": {"test": str(task_file(data_root, skill, split))}},
+                "test_split": "test",
+                "doc_to_text": "{{prompt}}",
+            }
+            mc = {
+                **common,
+                "task": lm_eval_task_name(skill, "mc", split),
+                "output_type": "multiple_choice",
+                "doc_to_choice": "{{choices}}",
+                "doc_to_target": "{{answer}}",
+                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+            }
+            gen = {
+                **common,
+                "task": lm_eval_task_name(skill, "gen", split),
+                "output_type": "generate_until",
+                "doc_to_target": "{{target}}",
+                "generation_kwargs": {"until": ["<eos>"], "max_gen_toks": 8, "do_sample": False},
+                "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
+            }
+            for task in (mc, gen):
+                (folder / f"{task['task']}.yaml").write_text(yaml.safe_dump(task, sort_keys=False))
+
+
+# ---------------------------------------------------------------------------------------------- training data
+
+
+def _mixture(*samplers: Callable[[np.random.Generator], str]) -> Callable[[np.random.Generator, int], list[str]]:
+    def sample(rng: np.random.Generator, n: int) -> list[str]:
+        return [samplers[int(rng.integers(len(samplers)))](rng) for _ in range(n)]
+
+    return sample
+
+
+def _questions_sampler(questions: list[language.Question]) -> Callable[[np.random.Generator], str]:
+    return lambda rng: language.sentence(questions[int(rng.integers(len(questions)))])
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_model(model_dir: Path, world: Path, split: str = "test") -> dict[str, dict[str, float]]:
+    """Accuracy of one saved model on every skill and mode of a split: {skill: {mode: accuracy}}."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    result = {}
+    for skill in language.SKILLS:
+        result[skill] = {
+            mode: float(score_items(model, tokenizer, read_items(task_file(world, skill, split), mode), mode).mean())
+            for mode in MODES
+        }
+    return result
+
+
+REFERENCE_MERGES = {
+    "task_arithmetic_1.0": {"merge_method": "task_arithmetic", "weights": (1.0, 1.0)},
+    "linear_0.5": {"merge_method": "linear", "weights": (0.5, 0.5)},
+}
+
+
+def reference_merge_config(world: Path, name: str) -> dict:
+    spec = REFERENCE_MERGES[name]
+    config = {
+        "merge_method": spec["merge_method"],
+        "dtype": "float32",
+        "models": [
+            {"model": str(world / "models" / m), "parameters": {"weight": w}}
+            for m, w in zip(SPECIALISTS, spec["weights"])
+        ],
+    }
+    if spec["merge_method"] != "linear":
+        config["base_model"] = str(world / "models" / "base")
+    return config
+
+
+# ---------------------------------------------------------------------------------------------- the build
+
+
+def _check_writable(directory: Path) -> None:
+    probe = directory.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UserError(f"cannot write the tiny world to {directory}: {probe} is not writable; choose another DIR")
+
+
+def load_manifest(directory: Path) -> dict | None:
+    path = Path(directory) / "manifest.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def ensure_world(
+    directory: Path | None = None,
+    spec: WorldSpec | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Return a built world at `directory` (default: the cache), building it only when no matching one is there."""
+    spec = spec or WorldSpec()
+    directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
+    manifest = load_manifest(directory)
+    if not force and manifest and manifest.get("fingerprint") == spec.fingerprint():
+        return directory
+    if directory.exists() and not force and manifest is None and any(directory.iterdir()):
+        raise UserError(f"{directory} exists and is not a tiny world; choose an empty or new DIR (or pass --force)")
+    _check_writable(directory)
+    build_world(directory, spec, log)
+    return directory
+
+
+def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = print) -> dict:
+    """Build into a temporary sibling and rename it into place, so a killed build never leaves a half world."""
+    directory = Path(directory).absolute()
+    staging = directory.with_name(directory.name + f".building-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        manifest = _build_into(staging, directory, spec, log)
+        if directory.exists():
+            shutil.rmtree(directory)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
+    started = time.time()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rng = np.random.default_rng(spec.seed)
+    facts = language.facts_table(rng)
+
+    # Items are written with paths of the final directory (lm-eval YAMLs hold absolute paths).
+    for skill in language.SKILLS:
+        items = make_items(skill, facts, spec.items_per_skill, np.random.default_rng([spec.seed, language.SKILLS.index(skill)]))
+        half = len(items) // 2
+        write_items(task_file(staging, skill, "search"), items[:half])
+        write_items(task_file(staging, skill, "test"), items[half:])
+    write_lm_eval_yamls(staging, data_root=final)
+
+    tokenizer = build_tokenizer(language.vocabulary())
+    questions = {skill: language.skill_questions(skill, facts) for skill in language.SKILLS}
+    corpora = {
+        "base": _mixture(
+            lambda r: language.counting_sentence(r, "a"),
+            lambda r: language.counting_sentence(r, "b"),
+            _questions_sampler(questions["facts_a"]),
+        ),
+        "math_a": _mixture(_questions_sampler(questions["math_a"])),
+        "lang_b": _mixture(_questions_sampler(questions["facts_b"])),
+    }
+
+    training = {}
+
+    def run_training(name: str, model, steps: int, lr: float, seed: int) -> None:
+        bar = tqdm(total=steps, desc=f"train {name}", leave=False, disable=None)
+        result = train(
+            model, tokenizer, corpora[name], steps, lr, seed, spec.batch_size,
+            on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+        )
+        bar.close()
+        training[name] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss}
+        model.save_pretrained(staging / "models" / name)
+        tokenizer.save_pretrained(staging / "models" / name)
+        log(f"trained {name}: loss {result.first_loss:.3f} -> {result.final_loss:.3f}")
+
+    base = build_model(tokenizer, spec.hidden, spec.layers, spec.seed)
+    run_training("base", base, spec.base_steps, spec.base_lr, spec.seed)
+    base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    for offset, name in enumerate(SPECIALISTS, start=1):
+        base.load_state_dict(base_state)
+        run_training(name, base, spec.specialist_steps, spec.specialist_lr, spec.seed + offset)
+
+    accuracy = {}
+    for name in ["base", *SPECIALISTS]:
+        accuracy[name] = evaluate_model(staging / "models" / name, staging)
+    merges = {}
+    for name in REFERENCE_MERGES:
+        config = reference_merge_config(staging, name)
+        out = staging / "merges" / name
+        merge_to_disk(parse_merge_config(config), out)
+        accuracy[f"merge:{name}"] = evaluate_model(out, staging)
+        merges[name] = reference_merge_config(final, name)
+        (out / "mergekit_config.yml").write_text(yaml.safe_dump(merges[name], sort_keys=False))
+
+    n_params = sum(p.numel() for p in base.parameters())
+    manifest = {
+        "format": WORLD_FORMAT,
+        "fingerprint": spec.fingerprint(),
+        "spec": spec.model_dump(),
+        "parameters": n_params,
+        "vocabulary_size": len(tokenizer),
+        "skills": language.SKILL_DESCRIPTIONS,
+        "specialists": SPECIALISTS,
+        "objective": list(SPECIALISTS.values()),
+        "training": training,
+        "accuracy": accuracy,
+        "reference_merges": merges,
+        "build_seconds": round(time.time() - started, 1),
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def objective(scores: dict[str, dict[str, float]], skills: list[str], mode: str = "mc") -> float:
+    """The combined objective: the mean accuracy over the specialists' skills."""
+    return float(np.mean([scores[s][mode] for s in skills]))
+
+
+def format_table(manifest: dict, split_note: str = "held-out test split") -> str:
+    skills = list(language.SKILLS)
+    target = manifest["objective"]
+    lines = [
+        f"tiny world {manifest['fingerprint']}: {manifest['parameters']:,} parameters per model, "
+        f"built in {manifest['build_seconds']} s; accuracy on the {split_note}, multiple choice (generation)",
+        f"{'model':<28}" + "".join(f"{s:>16}" for s in skills) + f"{'objective':>16}",
+    ]
+    for name, scores in manifest["accuracy"].items():
+        cells = "".join(f"{scores[s]['mc']:>9.2f} ({scores[s]['gen']:.2f})" for s in skills)
+        obj = f"{objective(scores, target):>9.2f} ({objective(scores, target, 'gen'):.2f})"
+        lines.append(f"{name:<28}{cells}{obj}")
+    lines.append(f"objective = mean of {', '.join(target)}")
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""The tiny world: deterministic, loadable by transformers and mergekit, and showing the merging effect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mergekit_evo.items import read_items
+from mergekit_evo.merging import merge_to_disk, parse_merge_config
+from mergekit_evo.tiny_world import WorldSpec, ensure_world, task_file
+from mergekit_evo.tiny_world.build import evaluate_model, objective
+from mergekit_evo.tiny_world.language import SKILLS
+
+SMALL = WorldSpec(hidden=32, layers=1, base_steps=20, specialist_steps=10, items_per_skill=24, batch_size=16)
+
+
+def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_same_seed_builds_the_same_world(tmp_path):
+    first = ensure_world(tmp_path / "one", SMALL, log=lambda _: None)
+    second = ensure_world(tmp_path / "two", SMALL, log=lambda _: None)
+    for skill in SKILLS:
+        for split in ("search", "test"):
+            assert task_file(first, skill, split).read_bytes() == task_file(second, skill, split).read_bytes()
+    one, two = (json.loads((d / "manifest.json").read_text()) for d in (first, second))
+    assert one["accuracy"] == two["accuracy"]
+    assert one["training"] == two["training"]
+    for name in ("base", "math_a", "lang_b"):
+        a, b = _tensors(first / "models" / name), _tensors(second / "models" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_another_seed_builds_another_world(tmp_path):
+    first = ensure_world(tmp_path / "one", SMALL, log=lambda _: None)
+    other = ensure_world(tmp_path / "two", SMALL.model_copy(update={"seed": 1}), log=lambda _: None)
+    assert task_file(first, "facts_b", "test").read_bytes() != task_file(other, "facts_b", "test").read_bytes()
+
+
+def test_a_matching_world_is_reused_not_rebuilt(tmp_path):
+    world = ensure_world(tmp_path / "w", SMALL, log=lambda _: None)
+    stamp = (world / "manifest.json").stat().st_mtime_ns
+    assert ensure_world(world, SMALL, log=lambda _: None) == world
+    assert (world / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_models_load_with_transformers(tiny_world):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for name in ("base", "math_a", "lang_b"):
+        model = AutoModelForCausalLM.from_pretrained(tiny_world / "models" / name)
+        tokenizer = AutoTokenizer.from_pretrained(tiny_world / "models" / name)
+        ids = tokenizer("what is 3 plus 4 ?", return_tensors="pt")["input_ids"]
+        assert tokenizer.unk_token_id not in ids[0].tolist()
+        assert model(input_ids=ids).logits.shape[-1] == len(tokenizer)
+        assert sum(p.numel() for p in model.parameters()) < 5_000_000
+
+
+def test_mergekit_merges_the_models_as_local_paths(tiny_world, tmp_path):
+    config = {
+        "merge_method": "linear",
+        "dtype": "float32",
+        "models": [
+            {"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.25}},
+            {"model": str(tiny_world / "models" / "lang_b"), "parameters": {"weight": 0.75}},
+        ],
+    }
+    out = merge_to_disk(parse_merge_config(config), tmp_path / "merged")
+    merged, a, b = _tensors(out), _tensors(tiny_world / "models" / "math_a"), _tensors(tiny_world / "models" / "lang_b")
+    assert set(merged) == set(a)
+    for key in a:
+        torch.testing.assert_close(merged[key], 0.25 * a[key] + 0.75 * b[key])
+
+
+def test_specialists_beat_the_base_on_their_own_skill_only(manifest):
+    acc = manifest["accuracy"]
+    for specialist, skill in manifest["specialists"].items():
+        other = next(s for s in manifest["specialists"].values() if s != skill)
+        assert acc[specialist][skill]["mc"] >= acc["base"][skill]["mc"] + 0.3
+        assert acc[specialist][other]["mc"] <= acc["base"][other]["mc"] + 0.15
+
+
+def test_a_plain_mergekit_merge_beats_every_single_model(manifest):
+    acc, skills = manifest["accuracy"], manifest["objective"]
+    best_single = max(objective(acc[m], skills) for m in ("base", *manifest["specialists"]))
+    best_merge = max(objective(v, skills) for k, v in acc.items() if k.startswith("merge:"))
+    assert best_merge >= best_single + 0.1
+
+
+def test_manifest_accuracies_come_from_running_the_models(tiny_world, manifest):
+    assert evaluate_model(tiny_world / "models" / "lang_b", tiny_world) == manifest["accuracy"]["lang_b"]
+
+
+def test_item_files_hold_both_modes_and_disjoint_splits(tiny_world):
+    for skill in SKILLS:
+        search, test = (read_items(task_file(tiny_world, skill, s), "mc") for s in ("search", "test"))
+        assert len(search) >= 100 and len(test) >= 100
+        assert not {i.id for i in search} & {i.id for i in test}
+        assert all(i.target == i.choices[i.answer] for i in search + test)
+
+
+def test_lm_eval_yamls_read_the_same_item_files(tiny_world):
+    folder = tiny_world / "tasks" / "lm_eval"
+    tasks = {p.stem: yaml.safe_load(p.read_text()) for p in folder.glob("*.yaml")}
+    assert len(tasks) == len(SKILLS) * 2 * 2
+    for name, task in tasks.items():
+        data = Path(task["dataset_kwargs"]["data_files"]["test"])
+        assert data.is_file(), name
+        assert task["task"] == name
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mergekit_evo", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--hidden", "-4"], "--hidden"),
+        (["--items-per-skill", "0"], "--items-per-skill"),
+    ],
+)
+def test_bad_sizes_give_a_one_line_error(tmp_path, args, words):
+    result = _cli("tiny-world", "build", str(tmp_path / "w"), *args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0]
+
+
+def test_an_unwritable_directory_gives_a_one_line_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = _cli("tiny-world", "build", str(blocker / "world"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "not writable" in result.stderr
