@@ -70,6 +70,138 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     click.echo(f"tiny world ready at {path}")
 
 
+def _start_or_resume(evolution, progress: bool = True) -> None:
+    result = evolution.run(progress=progress)
+    click.echo("")
+    click.echo((result.run_dir / "report.md").read_text())
+    click.echo(f"run directory: {result.run_dir}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Where to record the run (default: the config's run_dir, else runs/<config name>).")
+@click.option("--max-evaluations", type=int, help="Override budget.max_evaluations.")
+@click.option("--seed", type=int, help="Override the config's seed.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def run(config: Path, run_dir: Path | None, max_evaluations: int | None, seed: int | None, no_progress: bool) -> None:
+    """Start an evolution from a CONFIG YAML.
+
+    \b
+    Every candidate is appended to RUN_DIR/candidates.jsonl the moment it is scored; a run stopped at any
+    point (Ctrl-C, kill -9, power loss) continues with `mergekit-evo resume RUN_DIR`.
+
+    \b
+    Example:
+      mergekit-evo run examples/tiny-task-arithmetic.yaml --run-dir runs/first
+    """
+    from mergekit_evo.config import load_config
+    from mergekit_evo.search import Evolution
+
+    _quiet_libraries()
+    cfg = load_config(config)
+    updates = {}
+    if max_evaluations is not None:
+        updates["budget"] = cfg.budget.model_copy(update={"max_evaluations": max_evaluations})
+    if seed is not None:
+        updates["seed"] = seed
+    cfg = cfg.model_copy(update=updates)
+    run_dir = run_dir or cfg.run_dir or Path("runs") / config.stem
+    _start_or_resume(Evolution.start(cfg, run_dir, log=click.echo), progress=not no_progress)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def resume(run_dir: Path, no_progress: bool) -> None:
+    """Continue a stopped run from RUN_DIR, re-scoring nothing it has recorded.
+
+    \b
+    Example:
+      mergekit-evo resume runs/first
+    """
+    from mergekit_evo.search import Evolution
+
+    _quiet_libraries()
+    _start_or_resume(Evolution.resume(run_dir, log=click.echo), progress=not no_progress)
+
+
+@cli.command()
+@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--max-evaluations", type=int, default=32, show_default=True)
+@click.option("--optimizer", default="random", show_default=True, help="Any installed optimizer (see `mergekit-evo plugins`).")
+@click.option("--fresh", is_flag=True, help="Delete RUN_DIR first instead of resuming it.")
+def demo(run_dir: Path, max_evaluations: int, optimizer: str, fresh: bool) -> None:
+    """Build (or reuse) the tiny world and evolve a merge of its two specialists.
+
+    \b
+    The math-A specialist and the language-B specialist are merged with task arithmetic, their weights
+    evolved per model and per half of the layers, for the mean accuracy on both skills. The report compares
+    the parents with the best merge on the search items and on held-out items. A second `demo` resumes or
+    re-reports the same run directory; --fresh starts over.
+    """
+    import shutil
+
+    from mergekit_evo.config import parse_config
+    from mergekit_evo.demo import demo_config
+    from mergekit_evo.runs import RunStore
+    from mergekit_evo.search import Evolution
+    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.tiny_world.build import format_table, load_manifest
+
+    _quiet_libraries()
+    world = ensure_world(log=click.echo)
+    click.echo(format_table(load_manifest(world)))
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    if RunStore(run_dir).candidates_path.exists():
+        evolution = Evolution.resume(run_dir, log=click.echo)
+    else:
+        cfg = parse_config(demo_config(world, max_evaluations, optimizer), world)
+        evolution = Evolution.start(cfg, run_dir, log=click.echo)
+    _start_or_resume(evolution)
+
+
+@cli.command()
+def plugins() -> None:
+    """List the loaded plugins: what each provides and from which distribution."""
+    from mergekit_evo.plugins import KINDS, registry
+
+    reg = registry()
+    for kind in KINDS:
+        click.echo(f"{kind.replace('_', ' ')}:")
+        for name in sorted(reg.factories[kind]):
+            doc = (reg.factories[kind][name].__doc__ or "").strip().splitlines()
+            click.echo(f"  {name:<14} {reg.providers[kind][name]:<28} {doc[0] if doc else ''}")
+    for name, error in reg.failed.items():
+        click.echo(f"failed to load plugin {name}: {error}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--write-model", type=click.Path(path_type=Path), help="Also merge the best recipe into this folder with mergekit.")
+def best(run_dir: Path, write_model: Path | None) -> None:
+    """Print the best recipe of RUN_DIR as mergekit YAML; optionally write the merged model.
+
+    \b
+    Example:
+      mergekit-evo best runs/demo --write-model ./merged
+      mergekit-yaml runs/demo/best.yaml ./merged-again      # the same model, with mergekit alone
+    """
+    from mergekit_evo.merging import merge_to_disk, parse_merge_config
+    from mergekit_evo.runs import RunStore, best_record
+
+    store, _ = RunStore.open(run_dir)
+    record = best_record(store.records())
+    if record is None:
+        raise UserError(f"{run_dir} has no successfully scored candidate yet")
+    click.echo(f"# candidate {record.index}, fitness {record.fitness:.4f}")
+    click.echo(record.merge_yaml.rstrip())
+    if write_model:
+        _quiet_libraries()
+        merge_to_disk(parse_merge_config(record.merge_yaml), write_model, seed=record.seed)
+        click.echo(f"merged model written to {write_model}")
+
+
 def _first_validation_message(error, prefix: str = "") -> str:
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"])

@@ -12,12 +12,25 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 from mergekit.config import MergeConfiguration
 from mergekit.merge import run_merge
 from mergekit.options import MergeOptions
+
+from mergekit_evo.hookspecs import hookimpl
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to score: what a merger hands to task backends (path is None for in-memory models)."""
+
+    model: object
+    tokenizer: object
+    path: Path | None = None
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
@@ -56,3 +69,40 @@ def scratch_merge(
         yield merge_to_disk(config, root / "model", seed)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def load_model(path: Path | str, dtype: str | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = getattr(torch, dtype) if dtype else "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
+    return LoadedModel(model=model, tokenizer=AutoTokenizer.from_pretrained(path), path=Path(path))
+
+
+class DiskMerger:
+    """Each candidate: mergekit `run_merge` (lazy, low memory) into a scratch folder, loaded, scored, deleted.
+
+    Always correct and frugal with memory; the cost is writing and reading every candidate.
+    """
+
+    def __init__(self, config):
+        self.config = config
+
+    @contextlib.contextmanager
+    def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> Iterator[LoadedModel]:
+        with scratch_merge(merge_config, self.config.scratch_dir, seed) as path:
+            loaded = load_model(path, self.config.dtype)
+            try:
+                yield loaded
+            finally:
+                del loaded
+
+    @contextlib.contextmanager
+    def source(self, ref: str) -> Iterator[LoadedModel]:
+        """One of the input models as it is, to score the parents on the same items."""
+        yield load_model(ref, self.config.dtype)
+
+
+@hookimpl
+def register_mergers(register):
+    register("disk", DiskMerger)

@@ -1,0 +1,288 @@
+"""`EvolveConfig`: the one YAML a user writes, validated once at the boundary.
+
+Everything a run needs is checked here before any model is touched: unknown keys, types, model paths, the merge
+method and its parameters (against mergekit's own registry), and plugin names (against the loaded plugins). Every
+error is one line that names the field and what would be valid. Relative paths are resolved against the config
+file's folder, so a config and its data can be moved together.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mergekit_evo.errors import UserError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Bounds(_Strict):
+    """An evolved parameter: searched between `min` and `max` (optionally on a grid of `step`)."""
+
+    min: float
+    max: float
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
+        return self
+
+
+class GenomeConfig(_Strict):
+    """Which mergekit parameters are evolved and at what granularity.
+
+    `parameters` maps a mergekit parameter name to `{min, max}` (evolved) or to a plain value (fixed).
+    `layer_groups: 1` gives one value per model; `k > 1` gives k values per model, emitted as a mergekit
+    gradient list (mergekit interpolates between them across the layers); `per_layer` gives one per layer.
+    """
+
+    parameters: dict[str, Bounds | float | int | bool | str] = Field(default_factory=dict)
+    layer_groups: int | Literal["per_layer"] = 1
+    initial: Path | None = Field(None, description="a mergekit YAML whose values are the search's starting point")
+
+    @field_validator("layer_groups")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be 1 or more (or 'per_layer')")
+        return v
+
+
+class TaskConfig(_Strict):
+    name: str
+    backend: str = "native"
+    items: Path | None = Field(None, description="JSONL items scored for fitness (the search split)")
+    test_items: Path | None = Field(None, description="JSONL items for the held-out report")
+    mode: Literal["mc", "gen"] = "mc"
+    weight: float = Field(1.0, ge=0)
+    batch_size: int = Field(64, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PluginChoice(_Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerConfig(PluginChoice):
+    name: str = "random"
+    population: int = Field(8, ge=1)
+
+
+class EstimatorConfig(PluginChoice):
+    name: str = "full"
+
+
+class BudgetConfig(_Strict):
+    """When the search stops; checked after each generation, so a generation is never cut in half."""
+
+    max_evaluations: int | None = Field(40, ge=1)
+    max_generations: int | None = Field(None, ge=1)
+    max_seconds: float | None = Field(None, gt=0)
+
+
+class EvolveConfig(_Strict):
+    models: list[str] = Field(min_length=1)
+    base_model: str | None = None
+    merge_method: str
+    dtype: str | None = "float32"
+    genome: GenomeConfig = Field(default_factory=GenomeConfig)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    objectives: Literal["weighted", "separate"] = "weighted"
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    seed: int = 0
+    merger: str = "disk"
+    run_dir: Path | None = None
+    scratch_dir: Path | None = None
+    write_best_model: bool = False
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_task_names(cls, tasks):
+        names = [t.name for t in tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task names must be unique; repeated: {', '.join(duplicates)}")
+        return tasks
+
+    def objective_names(self) -> list[str]:
+        return ["fitness"] if self.objectives == "weighted" else [t.name for t in self.tasks]
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"{field}: unknown key; remove it or check its spelling"
+    if first["type"] == "missing":
+        return f"{field}: required but missing"
+    return f"{field}: {message} (got {first.get('input')!r})"
+
+
+def from_mergekit_evolve(data: dict) -> dict:
+    """Translate mergekit-evolve's config (`genome:` with models, `tasks:` with lm-eval tasks) to ours."""
+    genome = data["genome"]
+    allow_negative = bool(genome.get("allow_negative_weights", False))
+    parameters: dict[str, Any] = {"weight": {"min": -1.0 if allow_negative else 0.0, "max": 1.0}}
+    method = genome.get("merge_method", "ties")
+    if method in {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}:
+        parameters["density"] = {"min": 0.0, "max": 1.0}
+    if "normalize" in genome:
+        parameters["normalize"] = bool(genome["normalize"])
+    granularity = genome.get("layer_granularity", 0)
+    result = {
+        "models": list(genome["models"]),
+        "base_model": genome.get("base_model"),
+        "merge_method": method,
+        "genome": {"parameters": parameters, "layer_groups": "per_layer" if granularity else 1},
+        "tasks": [
+            {
+                "name": t["name"],
+                "backend": "lm-eval",
+                "weight": t.get("weight", 1.0),
+                "options": {k: v for k, v in t.items() if k in {"metric"}},
+            }
+            for t in data.get("tasks", [])
+        ],
+    }
+    for key in ("seed", "run_dir"):
+        if key in data:
+            result[key] = data[key]
+    return result
+
+
+def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (root / p).resolve())
+
+    def resolve_model(ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        local = Path(ref).expanduser()
+        candidate = local if local.is_absolute() else root / local
+        return str(candidate.resolve()) if candidate.exists() else ref
+
+    tasks = [
+        t.model_copy(update={"items": resolve(t.items), "test_items": resolve(t.test_items)}) for t in config.tasks
+    ]
+    genome = config.genome.model_copy(update={"initial": resolve(config.genome.initial)})
+    return config.model_copy(
+        update={
+            "models": [resolve_model(m) for m in config.models],
+            "base_model": resolve_model(config.base_model),
+            "tasks": tasks,
+            "genome": genome,
+            "run_dir": resolve(config.run_dir),
+            "scratch_dir": resolve(config.scratch_dir),
+        }
+    )
+
+
+def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
+    """Validate a config mapping (ours or mergekit-evolve's); paths are resolved against `root`."""
+    if not isinstance(data, dict):
+        raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
+    if isinstance(data.get("genome"), dict) and "models" in data["genome"]:
+        data = from_mergekit_evolve(data)
+    try:
+        config = EvolveConfig.model_validate(data)
+    except ValidationError as e:
+        raise UserError(_format_validation_error(e)) from None
+    config = _resolve_paths(config, root)
+    check_models(config)
+    check_method(config)
+    return config
+
+
+def load_config(path: Path) -> EvolveConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(os.path.expandvars(path.read_text()))
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    return parse_config(data, path.parent.resolve())
+
+
+# ------------------------------------------------------------------------------------------ semantic checks
+
+
+def _is_hub_id(ref: str) -> bool:
+    parts = ref.split("/")
+    return len(parts) == 2 and all(parts) and not ref.startswith((".", "~", "/"))
+
+
+def check_models(config: EvolveConfig) -> None:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    fields = [(f"models[{i}]", m) for i, m in enumerate(config.models)]
+    if config.base_model:
+        fields.append(("base_model", config.base_model))
+    for field, ref in fields:
+        path = Path(ref)
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise UserError(f"{field}: {ref} is a folder but holds no config.json; point it at a saved model")
+            continue
+        if _is_hub_id(ref) and not offline:
+            continue
+        raise UserError(
+            f"{field}: {ref} is not a local model folder"
+            + (" (and the hub is offline: HF_HUB_OFFLINE is set)" if _is_hub_id(ref) else "")
+        )
+
+
+def close_matches(name: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(name, valid, n=3)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"valid: {', '.join(sorted(valid))}{hint}"
+
+
+def method_spec(name: str):
+    from mergekit import merge_methods
+
+    return merge_methods.get(name).spec
+
+
+def check_method(config: EvolveConfig) -> None:
+    from mergekit import merge_methods
+
+    known = [m.spec.name for m in merge_methods.registered_methods()]
+    if config.merge_method not in known:
+        raise UserError(f"merge_method: mergekit has no method {config.merge_method!r}; {close_matches(config.merge_method, known)}")
+    spec = method_spec(config.merge_method)
+    accepted = [p.name for p in spec.parameters]
+    for name in config.genome.parameters:
+        if name not in accepted:
+            raise UserError(
+                f"genome.parameters.{name}: {config.merge_method} takes no parameter {name!r}; "
+                f"{close_matches(name, accepted)}"
+            )
+    required = [p.name for p in spec.parameters if p.required and p.name not in config.genome.parameters]
+    if required:
+        raise UserError(
+            f"genome.parameters: {config.merge_method} needs {', '.join(required)}; "
+            f"add e.g. `{required[0]}: {{min: 0.0, max: 1.0}}`"
+        )
+    if spec.contract.base.value == "required" and not config.base_model:
+        raise UserError(f"base_model: {config.merge_method} needs a base model; add `base_model: PATH`")
+    n_inputs = len(set(config.models) | ({config.base_model} if config.base_model else set()))
+    contract = spec.contract
+    if n_inputs < contract.min_inputs or (contract.max_inputs and n_inputs > contract.max_inputs):
+        allowed = f"{contract.min_inputs}" + (f" to {contract.max_inputs}" if contract.max_inputs else " or more")
+        raise UserError(f"models: {config.merge_method} takes {allowed} input models (base included), got {n_inputs}")

@@ -1,0 +1,71 @@
+"""Fitness estimators: which items a candidate is scored on, and how those scores become a fitness estimate.
+
+The core ships `full` (every item) and `subsample` (k random items, drawn once per run from the seed, so every
+candidate is judged on the same items and their fitnesses are comparable).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mergekit_evo.errors import UserError
+from mergekit_evo.hookspecs import hookimpl
+
+
+def parse_options(model: type[BaseModel], options: dict, field: str) -> BaseModel:
+    """Validate a plugin's `options:` mapping; errors name the option and the valid ones."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            valid = ", ".join(model.model_fields) or "none"
+            raise UserError(f"{field}.{name}: unknown option; valid options: {valid}") from None
+        raise UserError(f"{field}.{name}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+class Estimator:
+    """Base class: choose item indices per task once, then turn per-item scores into an estimate."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, options: dict, seed: int):
+        self.options = parse_options(self.Options, options, "estimator.options")
+        self.seed = seed
+
+    def task_rng(self, task: str) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(task.encode())])
+
+    def select(self, task: str, n_items: int) -> np.ndarray:
+        return np.arange(n_items)
+
+    def estimate(self, task: str, indices: Sequence[int], scores: np.ndarray) -> float:
+        return float(np.mean(scores)) if len(scores) else 0.0
+
+
+class FullEstimator(Estimator):
+    """Accuracy on every search item: exact, and the most expensive."""
+
+
+class SubsampleEstimator(Estimator):
+    """Accuracy on k items drawn at random once per task (MERGE3's 'random' extraction without IRT)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        k: int = Field(20, ge=1, description="items per task")
+
+    def select(self, task: str, n_items: int) -> np.ndarray:
+        k = min(self.options.k, n_items)
+        return np.sort(self.task_rng(task).choice(n_items, size=k, replace=False))
+
+
+@hookimpl
+def register_estimators(register):
+    register("full", FullEstimator)
+    register("subsample", SubsampleEstimator)

@@ -1,0 +1,98 @@
+"""The plugin manager: entry points of group `mergekit_evo`, plus the built-ins, registered through the same hooks."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from mergekit_evo import hookspecs
+from mergekit_evo.errors import UserError
+
+GROUP = "mergekit_evo"
+KINDS = ("optimizers", "estimators", "task_backends", "mergers")
+BUILTINS = (
+    "mergekit_evo.optimizers",
+    "mergekit_evo.estimators",
+    "mergekit_evo.tasks",
+    "mergekit_evo.merging",
+)
+
+
+@dataclass
+class Registry:
+    """What the loaded plugins provide, by kind and name, and which distribution provided it."""
+
+    factories: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    providers: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def get(self, kind: str, name: str, field_name: str):
+        from mergekit_evo.config import close_matches
+
+        if name not in self.factories[kind]:
+            raise UserError(
+                f"{field_name}: no {kind[:-1].replace('_', ' ')} named {name!r} is installed; "
+                f"{close_matches(name, list(self.factories[kind]))}"
+            )
+        return self.factories[kind][name]
+
+
+_manager: pluggy.PluginManager | None = None
+
+
+def _distribution_of(plugin) -> str:
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == GROUP and getattr(plugin, "__name__", None) == ep.value.split(":")[0]:
+                return dist.metadata["Name"]
+    return "mergekit-evo (built-in)" if getattr(plugin, "__name__", "").startswith("mergekit_evo.") else "(registered in code)"
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The one plugin manager, built on first use; a plugin that fails to import is reported, not fatal."""
+    global _manager
+    if _manager is not None:
+        return _manager
+    import importlib
+
+    pm = pluggy.PluginManager(GROUP)
+    pm.add_hookspecs(hookspecs)
+    pm.failed_plugins = {}
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as e:  # a broken third-party plugin must not take the tool down
+            pm.failed_plugins[ep.name] = f"{type(e).__name__}: {e}"
+    for module in BUILTINS:
+        if not pm.has_plugin(module):
+            pm.register(importlib.import_module(module), name=module)
+    _manager = pm
+    return pm
+
+
+def registry(pm: pluggy.PluginManager | None = None) -> Registry:
+    pm = pm or get_plugin_manager()
+    reg = Registry(failed=dict(getattr(pm, "failed_plugins", {})))
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"register_{kind}")
+        for impl in hook.get_hookimpls():
+            provider = _distribution_of(impl.plugin)
+
+            def register(name: str, factory, _kind=kind, _provider=provider) -> None:
+                reg.factories[_kind][name] = factory
+                reg.providers[_kind][name] = _provider
+
+            impl.function(register=register)
+    return reg
+
+
+def check_plugin_names(config, reg: Registry) -> None:
+    """Refuse unknown optimizer/estimator/backend/merger names before any work starts."""
+    reg.get("optimizers", config.optimizer.name, "optimizer.name")
+    reg.get("estimators", config.estimator.name, "estimator.name")
+    reg.get("mergers", config.merger, "merger")
+    for i, task in enumerate(config.tasks):
+        reg.get("task_backends", task.backend, f"tasks[{i}].backend")

@@ -1,0 +1,147 @@
+"""The run directory: every scored candidate, optimizer checkpoints and the results, written so a kill loses nothing.
+
+Layout:
+  config.yaml         the validated config (absolute paths): `resume` needs nothing else
+  candidates.jsonl    one record per scored candidate, appended, flushed and fsynced as soon as it is scored
+  checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl)
+  selection.json      the item ids each task is scored on (fixed for the whole run)
+  parents.json        the input models' scores on the same items and on the held-out items
+  best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
+  report.md           parents against the best merge, on the search and held-out items
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mergekit_evo.config import EvolveConfig, parse_config
+from mergekit_evo.errors import UserError
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    index: int
+    generation: int
+    member: int
+    genome: list[float]
+    genes: dict[str, float]
+    merge_yaml: str
+    seed: int
+    status: str  # "ok" or "failed"
+    objectives: list[float] | None = None
+    fitness: float | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    seconds: float = 0.0
+    cached_from: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of either."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    # -------------------------------------------------------------------------------- creation and opening
+
+    @classmethod
+    def create(cls, path: Path, config: EvolveConfig) -> RunStore:
+        store = cls(path)
+        if store.candidates_path.exists() and store.candidates_path.stat().st_size > 0:
+            raise UserError(
+                f"{path} already holds a run; continue it with `mergekit-evo resume {path}` or choose another run_dir"
+            )
+        (store.path / "checkpoints").mkdir(parents=True, exist_ok=True)
+        data = config.model_dump(mode="json", exclude={"run_dir"})
+        _fsync_write(store.path / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[RunStore, EvolveConfig]:
+        store = cls(path)
+        config_path = store.path / "config.yaml"
+        if not config_path.is_file():
+            raise UserError(f"{path} is not a run directory (no config.yaml); start one with `mergekit-evo run CONFIG`")
+        config = parse_config(yaml.safe_load(config_path.read_text()), store.path)
+        return store, config.model_copy(update={"run_dir": store.path.resolve()})
+
+    # -------------------------------------------------------------------------------- candidates
+
+    @property
+    def candidates_path(self) -> Path:
+        return self.path / "candidates.jsonl"
+
+    def records(self) -> list[CandidateRecord]:
+        """Every recorded candidate. A torn last line (a kill mid-write) is cut off, since it was never complete."""
+        if not self.candidates_path.exists():
+            return []
+        raw = self.candidates_path.read_bytes()
+        records, good_bytes = [], 0
+        for line in raw.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                records.append(CandidateRecord(**json.loads(line)))
+            except (json.JSONDecodeError, TypeError):
+                break
+            good_bytes += len(line)
+        if good_bytes != len(raw):
+            with self.candidates_path.open("r+b") as f:
+                f.truncate(good_bytes)
+        return records
+
+    def append(self, record: CandidateRecord) -> None:
+        with self.candidates_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(asdict(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # -------------------------------------------------------------------------------- checkpoints and results
+
+    def checkpoint_path(self, generation: int) -> Path:
+        return self.path / "checkpoints" / f"gen-{generation:04d}.pkl"
+
+    def save_checkpoint(self, generation: int, state: dict) -> None:
+        _fsync_write(self.checkpoint_path(generation), pickle.dumps(state))
+
+    def latest_checkpoint(self) -> tuple[int, dict] | None:
+        paths = sorted((self.path / "checkpoints").glob("gen-*.pkl"))
+        if not paths:
+            return None
+        latest = paths[-1]
+        return int(latest.stem.split("-")[1]), pickle.loads(latest.read_bytes())
+
+    def read_json(self, name: str) -> Any:
+        path = self.path / name
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_json(self, name: str, data: Any) -> None:
+        _fsync_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
+
+    def write_text(self, name: str, text: str) -> None:
+        _fsync_write(self.path / name, text.encode())
+
+
+def best_record(records: list[CandidateRecord]) -> CandidateRecord | None:
+    """The best scored candidate by weighted fitness; ties go to the earliest."""
+    scored = [r for r in records if r.ok and r.fitness is not None]
+    return max(scored, key=lambda r: (r.fitness, -r.index)) if scored else None

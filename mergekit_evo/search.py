@@ -1,0 +1,276 @@
+"""The evolution loop: ask -> genome -> mergekit config -> merge -> score -> estimate -> tell -> record.
+
+Resuming is the same code path as starting: the loop restores the optimizer state saved before the current
+generation's `ask`, asks again (the same candidates, since all randomness is in that state) and scores only the
+members that have no record yet.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mergekit_evo.config import EvolveConfig
+from mergekit_evo.errors import UserError
+from mergekit_evo.genome import GenomeSpace
+from mergekit_evo.merging import LoadedModel
+from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
+from mergekit_evo.runs import CandidateRecord, RunStore, best_record
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    best: CandidateRecord | None
+    parents: dict[str, dict]
+    best_heldout: dict[str, float] | None
+    records: list[CandidateRecord] = field(default_factory=list)
+
+
+class Evolution:
+    """One run, bound to its run directory. Build with `Evolution.start` or `Evolution.resume`."""
+
+    def __init__(self, config: EvolveConfig, store: RunStore, reg: Registry | None = None, log: Callable[[str], None] = print):
+        self.config = config
+        self.store = store
+        self.log = log
+        self.pm = get_plugin_manager()
+        self.reg = reg or registry(self.pm)
+        check_plugin_names(config, self.reg)
+        self.genome = GenomeSpace(config)
+        if self.genome.dim == 0:
+            raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
+        self.tasks = {t.name: self.reg.get("task_backends", t.backend, "tasks")(t) for t in config.tasks}
+        self.weights = {t.name: t.weight for t in config.tasks}
+        if sum(self.weights.values()) <= 0:
+            raise UserError("tasks: at least one task needs a weight above 0")
+        self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
+        self.merger = self.reg.get("mergers", config.merger, "merger")(config)
+        optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
+        n_objectives = len(config.objective_names())
+        if n_objectives > 1 and not optimizer_cls.multi_objective:
+            raise UserError(
+                f"objectives: {config.optimizer.name} optimizes one objective; use `objectives: weighted` "
+                "or a multi-objective optimizer"
+            )
+        self.optimizer_cls = optimizer_cls
+        self.selection = self._selection()
+
+    # ------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def start(cls, config: EvolveConfig, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
+        config = config.model_copy(update={"run_dir": Path(run_dir).resolve()})
+        evolution = cls(config, RunStore(run_dir), log=log)  # validate everything before touching the folder
+        evolution.store = RunStore.create(run_dir, config)
+        return evolution
+
+    @classmethod
+    def resume(cls, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
+        store, config = RunStore.open(run_dir)
+        return cls(config, store, log=log)
+
+    def _selection(self) -> dict[str, list[int]]:
+        """Item indices per task, drawn once; a resumed run checks it would draw the same ones."""
+        selection = {
+            name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
+        }
+        saved = self.store.read_json("selection.json")
+        if saved is not None:
+            if {k: v["indices"] for k, v in saved.items()} != selection:
+                raise UserError(f"{self.store.path}: the task items changed since the run started; start a new run")
+        return selection
+
+    # ------------------------------------------------------------------------------ scoring
+
+    def _score(self, model: LoadedModel) -> dict[str, dict]:
+        results = {}
+        for name, task in self.tasks.items():
+            indices = self.selection[name]
+            scores = task.score(model, indices)
+            results[name] = {
+                "estimate": self.estimator.estimate(name, indices, scores),
+                "scores": [float(s) for s in scores],
+            }
+        return results
+
+    def _objectives(self, tasks: dict[str, dict]) -> tuple[list[float], float]:
+        estimates = {name: tasks[name]["estimate"] for name in self.tasks}
+        total = sum(self.weights.values())
+        fitness = sum(self.weights[n] * e for n, e in estimates.items()) / total
+        objectives = [fitness] if self.config.objectives == "weighted" else [estimates[n] for n in self.tasks]
+        return objectives, float(fitness)
+
+    def _heldout(self, model: LoadedModel) -> dict[str, float]:
+        out = {}
+        for name, task in self.tasks.items():
+            scores = task.score_heldout(model)
+            if scores is not None:
+                out[name] = float(np.mean(scores))
+        return out
+
+    def _candidate_seed(self, index: int) -> int:
+        return zlib.crc32(f"{self.config.seed}:{index}".encode())
+
+    def evaluate(self, x: np.ndarray, index: int, generation: int, member: int, done: dict[str, CandidateRecord]) -> CandidateRecord:
+        merge_yaml = self.genome.to_yaml(x)
+        common = dict(
+            index=index, generation=generation, member=member, genome=[float(v) for v in x],
+            genes=self.genome.values(x), merge_yaml=merge_yaml, seed=self._candidate_seed(index),
+        )
+        twin = done.get(merge_yaml)
+        if twin is not None and twin.ok:
+            return CandidateRecord(**common, status="ok", objectives=twin.objectives, fitness=twin.fitness,
+                                   tasks=twin.tasks, cached_from=twin.index)
+        started = time.perf_counter()
+        try:
+            with self.merger.merged(self.genome.to_merge_config(x), seed=common["seed"]) as model:
+                tasks = self._score(model)
+            objectives, fitness = self._objectives(tasks)
+            return CandidateRecord(**common, status="ok", objectives=objectives, fitness=fitness, tasks=tasks,
+                                   seconds=round(time.perf_counter() - started, 3))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a broken candidate is data, not a crash
+            return CandidateRecord(**common, status="failed", error=f"{type(e).__name__}: {e}",
+                                   seconds=round(time.perf_counter() - started, 3))
+
+    # ------------------------------------------------------------------------------ parents
+
+    def score_parents(self) -> dict[str, dict]:
+        """The input models on the same items (and held-out items), scored once and kept in parents.json."""
+        parents = self.store.read_json("parents.json") or {}
+        refs = list(dict.fromkeys(self.config.models + ([self.config.base_model] if self.config.base_model else [])))
+        for ref in refs:
+            if ref in parents:
+                continue
+            self.log(f"scoring input model {ref}")
+            with self.merger.source(ref) as model:
+                tasks = self._score(model)
+                heldout = self._heldout(model)
+            _, fitness = self._objectives(tasks)
+            parents[ref] = {"fitness": fitness, "tasks": {n: t["estimate"] for n, t in tasks.items()}, "heldout": heldout}
+            self.store.write_json("parents.json", parents)
+        return parents
+
+    # ------------------------------------------------------------------------------ the loop
+
+    def _budget_left(self, n_records: int, generation: int, seconds: float) -> bool:
+        b = self.config.budget
+        return not (
+            (b.max_evaluations is not None and n_records >= b.max_evaluations)
+            or (b.max_generations is not None and generation >= b.max_generations)
+            or (b.max_seconds is not None and seconds >= b.max_seconds)
+        )
+
+    def run(self, progress: bool = True) -> RunResult:
+        if self.store.read_json("selection.json") is None:
+            self.store.write_json(
+                "selection.json",
+                {n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in self.selection.items()},
+            )
+        parents = self.score_parents()
+        records = self.store.records()
+        checkpoint = self.store.latest_checkpoint()
+        if checkpoint is None:
+            optimizer = self.optimizer_cls(
+                self.genome.dim, len(self.config.objective_names()), self.config.seed,
+                self.config.optimizer.population, self.config.optimizer.options, self.genome.initial_point(),
+            )
+            generation, elapsed = 0, 0.0
+            self.store.save_checkpoint(0, {"optimizer": optimizer, "elapsed": 0.0})
+        else:
+            generation, state = checkpoint
+            optimizer, elapsed = state["optimizer"], state["elapsed"]
+            self.log(f"resuming at generation {generation} with {len(records)} recorded candidates")
+        by_position = {(r.generation, r.member): r for r in records}
+        by_yaml = {r.merge_yaml: r for r in records if r.ok}
+        started = time.perf_counter() - elapsed
+        best = best_record(records)
+
+        while self._budget_left(len(records), generation, time.perf_counter() - started):
+            xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
+            fitness = np.full((len(xs), len(self.config.objective_names())), np.nan)
+            bar = tqdm(total=len(xs), desc=f"generation {generation}", disable=not progress, leave=True)
+            for member, x in enumerate(xs):
+                record = by_position.get((generation, member))
+                if record is None:
+                    record = self.evaluate(x, len(records), generation, member, by_yaml)
+                    self.store.append(record)
+                    records.append(record)
+                    by_position[(generation, member)] = record
+                    if record.ok:
+                        by_yaml.setdefault(record.merge_yaml, record)
+                    self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
+                if record.ok:
+                    fitness[member] = record.objectives
+                    if best is None or record.fitness > best.fitness:
+                        best = record
+                        self.store.write_text("best.yaml", best.merge_yaml)
+                bar.update(1)
+                bar.set_postfix(best=f"{best.fitness:.4f}" if best else "-", failed=sum(not r.ok for r in records))
+            bar.close()
+            optimizer.tell(xs, fitness)
+            generation += 1
+            self.store.save_checkpoint(generation, {"optimizer": optimizer, "elapsed": time.perf_counter() - started})
+            self.pm.hook.on_generation_end(
+                generation=generation - 1, records=[by_position[(generation - 1, m)] for m in range(len(xs))],
+                run_dir=self.store.path,
+            )
+        return self.finish(records, parents)
+
+    def finish(self, records: list[CandidateRecord], parents: dict[str, dict]) -> RunResult:
+        best = best_record(records)
+        heldout = None
+        if best is not None:
+            self.store.write_text("best.yaml", best.merge_yaml)
+            heldout = self.store.read_json("best_heldout.json")
+            if heldout is None or heldout.get("index") != best.index:
+                x = np.asarray(best.genome)
+                with self.merger.merged(self.genome.to_merge_config(x), seed=best.seed) as model:
+                    heldout = {"index": best.index, "scores": self._heldout(model)}
+                self.store.write_json("best_heldout.json", heldout)
+            if self.config.write_best_model:
+                from mergekit_evo.merging import merge_to_disk
+
+                merge_to_disk(self.genome.to_merge_config(np.asarray(best.genome)), self.store.path / "best_model", best.seed)
+        result = RunResult(self.store.path, best, parents, heldout["scores"] if heldout else None, records)
+        self.store.write_text("report.md", report(result, self.config))
+        self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
+        return result
+
+
+def report(result: RunResult, config: EvolveConfig) -> str:
+    """A plain-text table: each input model and the best merge, on the search items and the held-out items."""
+    tasks = [t.name for t in config.tasks]
+    header = f"| model | fitness (search) | " + " | ".join(f"{t} (search)" for t in tasks)
+    header += " | " + " | ".join(f"{t} (held-out)" for t in tasks) + " |"
+    rows = [header, "|" + " --- |" * (2 + 2 * len(tasks))]
+
+    def row(name: str, fitness: float, search: dict, heldout: dict) -> str:
+        cells = [f"{search.get(t, float('nan')):.4f}" for t in tasks] + [
+            f"{heldout[t]:.4f}" if t in heldout else "-" for t in tasks
+        ]
+        return f"| {name} | {fitness:.4f} | " + " | ".join(cells) + " |"
+
+    for ref, p in result.parents.items():
+        rows.append(row(Path(ref).name, p["fitness"], p["tasks"], p["heldout"]))
+    best = result.best
+    n_ok = sum(r.ok for r in result.records)
+    lines = [f"# mergekit-evo run {result.run_dir.name}", "",
+             f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
+             f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.", ""]
+    if best is not None:
+        rows.append(row(f"**best merge** (candidate {best.index})", best.fitness,
+                        {t: best.tasks[t]["estimate"] for t in tasks}, result.best_heldout or {}))
+    lines += rows
+    if best is not None:
+        lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`):", "", "```yaml",
+                  best.merge_yaml.rstrip(), "```"]
+    return "\n".join(lines) + "\n"

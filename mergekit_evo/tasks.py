@@ -1,0 +1,66 @@
+"""Task backends: per-item scores of a model on a task's items. The core ships `native` (JSONL + transformers)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from mergekit_evo.config import TaskConfig
+from mergekit_evo.errors import UserError
+from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.items import read_items
+from mergekit_evo.merging import LoadedModel
+from mergekit_evo.native_scoring import score_items
+
+
+class TaskBackend(ABC):
+    """One task of a run: a fixed, ordered list of search items, scored per item (1 = right, 0 = wrong).
+
+    Estimators choose item indices into `item_ids`; a backend must score exactly those, in that order, so that
+    a cheap estimator really costs only the items it asks for.
+    """
+
+    def __init__(self, config: TaskConfig):
+        self.config = config
+
+    @property
+    @abstractmethod
+    def item_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray: ...
+
+    def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
+        """Scores on the held-out items, or None when the task has none."""
+        return None
+
+
+class NativeTask(TaskBackend):
+    """JSONL items scored with plain transformers: multiple choice by log-likelihood, or greedy exact match."""
+
+    def __init__(self, config: TaskConfig):
+        super().__init__(config)
+        if config.items is None:
+            raise UserError(f"tasks.{config.name}.items: the native backend needs a JSONL file of items")
+        self.items = read_items(config.items, config.mode)
+        self.test_items = read_items(config.test_items, config.mode) if config.test_items else None
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [item.id for item in self.items]
+
+    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
+        chosen = [self.items[i] for i in indices]
+        return score_items(model.model, model.tokenizer, chosen, self.config.mode, self.config.batch_size)
+
+    def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
+        if not self.test_items:
+            return None
+        return score_items(model.model, model.tokenizer, self.test_items, self.config.mode, self.config.batch_size)
+
+
+@hookimpl
+def register_task_backends(register):
+    register("native", NativeTask)
