@@ -70,6 +70,15 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     click.echo(f"tiny world ready at {path}")
 
 
+@tiny_world.command("path")
+def tiny_world_path() -> None:
+    """Print the default tiny world's folder, building it first if needed (for `export TINY_WORLD=$(...)`)."""
+    from mergekit_evo.tiny_world import ensure_world
+
+    _quiet_libraries()
+    click.echo(ensure_world(log=lambda line: click.echo(line, err=True)))
+
+
 def _start_or_resume(evolution, progress: bool = True) -> None:
     result = evolution.run(progress=progress)
     click.echo("")

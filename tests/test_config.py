@@ -1,0 +1,114 @@
+"""Bad configs are refused before any work starts, with one line naming the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from helpers import assert_one_line_error, cli
+from mergekit_evo.config import parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.errors import UserError
+from mergekit_evo.plugins import check_plugin_names, registry
+
+
+def _broken(world, change):
+    data = copy.deepcopy(demo_config(world))
+    change(data, world)
+    return data
+
+
+BAD = [
+    ("unknown top-level key", lambda d, w: d.update(populaton=4), ["populaton", "unknown key"]),
+    ("wrong type", lambda d, w: d.update(seed="abc"), ["seed"]),
+    ("missing tasks", lambda d, w: d.pop("tasks"), ["tasks", "required"]),
+    ("missing model", lambda d, w: d["models"].append(str(w / "models" / "nope")), ["models[2]", "not a local model folder"]),
+    ("unknown merge method", lambda d, w: d.update(merge_method="tie"), ["merge_method", "did you mean ties"]),
+    ("parameter the method does not take",
+     lambda d, w: d["genome"]["parameters"].update(density={"min": 0, "max": 1}) or d.update(merge_method="linear"),
+     ["genome.parameters.density", "linear takes no parameter"]),
+    ("required parameter missing", lambda d, w: d["genome"].update(parameters={}), ["needs weight"]),
+    ("base model missing", lambda d, w: d.update(base_model=None), ["base_model", "needs a base model"]),
+    ("bounds upside down", lambda d, w: d["genome"]["parameters"].update(weight={"min": 1, "max": 0}), ["weight", "max"]),
+    ("unknown key in a task", lambda d, w: d["tasks"][0].update(itmes="x.jsonl"), ["tasks.0.itmes", "unknown key"]),
+    ("unknown mode", lambda d, w: d["tasks"][0].update(mode="chat"), ["tasks.0.mode"]),
+    ("negative budget", lambda d, w: d["budget"].update(max_evaluations=-1), ["budget.max_evaluations"]),
+    ("duplicate task names", lambda d, w: d["tasks"].append(dict(d["tasks"][0])), ["task names must be unique"]),
+]
+
+
+@pytest.mark.parametrize("label, change, words", BAD, ids=[b[0] for b in BAD])
+def test_a_bad_config_gives_a_one_line_error_naming_the_field(tiny_world, label, change, words):
+    with pytest.raises(UserError) as error:
+        parse_config(_broken(tiny_world, change), tiny_world)
+    message = str(error.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+@pytest.mark.parametrize(
+    "field, change, words",
+    [
+        ("optimizer", lambda d: d["optimizer"].update(name="cmaes"), ["optimizer.name", "valid:", "random"]),
+        ("estimator", lambda d: d["estimator"].update(name="irt-x"), ["estimator.name", "full", "subsample"]),
+        ("backend", lambda d: d["tasks"][0].update(backend="lm_evall"), ["tasks[0].backend", "native"]),
+        ("merger", lambda d: d.update(merger="ram"), ["merger", "disk"]),
+    ],
+)
+def test_an_unknown_plugin_name_lists_the_installed_choices(tiny_world, field, change, words):
+    data = copy.deepcopy(demo_config(tiny_world))
+    change(data)
+    with pytest.raises(UserError) as error:
+        check_plugin_names(parse_config(data, tiny_world), registry())
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_mergekit_evolve_configs_are_accepted(tiny_world):
+    data = {
+        "genome": {
+            "models": [str(tiny_world / "models" / "math_a"), str(tiny_world / "models" / "lang_b")],
+            "base_model": str(tiny_world / "models" / "base"),
+            "merge_method": "dare_ties",
+            "layer_granularity": 1,
+            "normalize": False,
+        },
+        "tasks": [{"name": "gsm8k", "weight": 1.0}],
+    }
+    config = parse_config(data, tiny_world)
+    assert config.merge_method == "dare_ties"
+    assert set(config.genome.parameters) == {"weight", "density", "normalize"}
+    assert config.genome.layer_groups == "per_layer"
+    assert config.tasks[0].backend == "lm-eval"
+
+
+def test_the_cli_prints_a_config_error_in_one_line_without_traceback(tiny_world, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_broken(tiny_world, lambda d, w: d.update(merge_method="tie"))))
+    assert_one_line_error(cli("run", str(path), "--run-dir", str(tmp_path / "run")), "merge_method", "ties")
+
+
+def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
+    from mergekit_evo.search import Evolution
+
+    data = copy.deepcopy(demo_config(tiny_world))
+    data["estimator"] = {"name": "subsample", "options": {"n": 5}}
+    with pytest.raises(UserError, match=r"estimator.options.n: unknown option; valid options: k"):
+        Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml"])
+def test_the_example_configs_load(tiny_world, monkeypatch, name):
+    from pathlib import Path
+
+    from mergekit_evo.config import load_config
+    from mergekit_evo.genome import GenomeSpace
+
+    monkeypatch.setenv("TINY_WORLD", str(tiny_world))
+    config = load_config(Path(__file__).parent.parent / "examples" / name)
+    check_plugin_names(config, registry())
+    assert GenomeSpace(config).dim >= 4

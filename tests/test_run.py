@@ -1,0 +1,168 @@
+"""Whole runs on the tiny world: the demo's result, failures that do not stop a run, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import BIN, cli
+from mergekit_evo.config import parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.plugins import get_plugin_manager
+from mergekit_evo.runs import RunStore
+from mergekit_evo.search import Evolution
+from mergekit_evo.tasks import NativeTask
+
+BUDGET = dict(max_evaluations=12, population=4)
+
+
+def _demo(world, **changes):
+    data = demo_config(world, BUDGET["max_evaluations"], population=BUDGET["population"])
+    data.update(changes)
+    return parse_config(data, world)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_world, tmp_path_factory):
+    """An uninterrupted run of the demo's config, shared by the tests that compare against it."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = Evolution.start(_demo(tiny_world), run_dir, log=lambda _: None).run(progress=False)
+    return result
+
+
+def test_the_best_merge_beats_every_parent_on_the_combined_objective(reference_run):
+    best = reference_run.best
+    assert best is not None
+    assert all(best.fitness > parent["fitness"] for parent in reference_run.parents.values())
+    assert set(reference_run.best_heldout) == {"math_a", "facts_b"}
+    assert "held-out" in (reference_run.run_dir / "report.md").read_text()
+
+
+def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run):
+    records = RunStore(reference_run.run_dir).records()
+    assert len(records) == BUDGET["max_evaluations"]
+    first = records[0]
+    assert first.status == "ok"
+    assert set(first.genes) == {"layers[0:2].math_a.weight", "layers[2:4].math_a.weight",
+                                "layers[0:2].lang_b.weight", "layers[2:4].lang_b.weight"}
+    assert yaml.safe_load(first.merge_yaml)["merge_method"] == "task_arithmetic"
+    assert len(first.tasks["math_a"]["scores"]) == 128
+    assert first.fitness == pytest.approx(np.mean([first.tasks[t]["estimate"] for t in ("math_a", "facts_b")]))
+    assert (reference_run.run_dir / "best.yaml").read_text() == reference_run.best.merge_yaml
+
+
+def test_a_subsample_estimator_scores_only_its_k_items(tiny_world, tmp_path):
+    cfg = _demo(tiny_world, estimator={"name": "subsample", "options": {"k": 10}},
+                budget={"max_evaluations": 2}, optimizer={"name": "random", "population": 2})
+    Evolution.start(cfg, tmp_path / "run", log=lambda _: None).run(progress=False)
+    records = RunStore(tmp_path / "run").records()
+    selection = json.loads((tmp_path / "run" / "selection.json").read_text())
+    assert all(len(r.tasks[t]["scores"]) == 10 for r in records for t in ("math_a", "facts_b"))
+    assert len(selection["math_a"]["item_ids"]) == 10
+
+
+class FlakyTask(NativeTask):
+    """Fails on every second merged candidate, as a broken evaluation would; scores the rest like `native`."""
+
+    merged_calls = 0
+
+    def score(self, model, indices):
+        if model.path.parent.name.startswith("mergekit-evo-"):  # a scratch merge, not an input model
+            FlakyTask.merged_calls += 1
+            if FlakyTask.merged_calls % 2 == 0:
+                raise RuntimeError("evaluation server went away")
+        return super().score(model, indices)
+
+
+class FlakyPlugin:
+    @hookimpl
+    def register_task_backends(self, register):
+        register("flaky", FlakyTask)
+
+
+def test_a_failing_candidate_is_recorded_as_failed_and_the_run_goes_on(tiny_world, tmp_path):
+    pm = get_plugin_manager()
+    plugin = FlakyPlugin()
+    pm.register(plugin, name="flaky-test-plugin")
+    try:
+        data = demo_config(tiny_world, 6, population=3)
+        data["tasks"] = data["tasks"][:1]
+        data["tasks"][0]["backend"] = "flaky"
+        FlakyTask.merged_calls = 0
+        result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    finally:
+        pm.unregister(plugin)
+    records = RunStore(tmp_path / "run").records()
+    assert len(records) == 6
+    failed = [r for r in records if r.status == "failed"]
+    assert failed and len(failed) < 6
+    assert all("evaluation server went away" in r.error for r in failed)
+    assert result.best is not None and result.best.status == "ok"
+
+
+def _write_config(world, path, run_dir):
+    data = demo_config(world, BUDGET["max_evaluations"], population=BUDGET["population"])
+    data["run_dir"] = str(run_dir)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_kill_9_then_resume_loses_nothing_rescores_nothing_and_matches_an_uninterrupted_run(
+    tiny_world, tmp_path, reference_run
+):
+    run_dir = tmp_path / "run"
+    _write_config(tiny_world, tmp_path / "config.yaml", run_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen([str(BIN / "mergekit-evo"), "run", str(tmp_path / "config.yaml"), "--no-progress"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    candidates = run_dir / "candidates.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if candidates.exists() and len(candidates.read_bytes().splitlines()) >= 5:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = candidates.read_bytes().splitlines(keepends=True)
+    assert 5 <= len(before) < BUDGET["max_evaluations"], "the kill should land mid-run"
+
+    result = cli("resume", str(run_dir), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    after = candidates.read_bytes().splitlines(keepends=True)
+    complete_before = [line for line in before if line.endswith(b"\n")]
+    assert after[: len(complete_before)] == complete_before, "recorded candidates were rewritten"
+    resumed = RunStore(run_dir).records()
+    reference = RunStore(reference_run.run_dir).records()
+    assert len(resumed) == len(reference) == BUDGET["max_evaluations"]
+    assert [r.merge_yaml for r in resumed] == [r.merge_yaml for r in reference]
+    assert [r.fitness for r in resumed] == [r.fitness for r in reference]
+    assert (run_dir / "best.yaml").read_text() == (reference_run.run_dir / "best.yaml").read_text()
+
+
+def test_resume_of_a_finished_run_scores_nothing_more(reference_run):
+    before = (reference_run.run_dir / "candidates.jsonl").read_bytes()
+    result = cli("resume", str(reference_run.run_dir), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert (reference_run.run_dir / "candidates.jsonl").read_bytes() == before
+
+
+def test_best_writes_the_merged_model(reference_run, tmp_path):
+    result = cli("best", str(reference_run.run_dir), "--write-model", str(tmp_path / "merged"))
+    assert result.returncode == 0, result.stderr
+    assert "merge_method: task_arithmetic" in result.stdout
+    assert (tmp_path / "merged" / "config.json").is_file()
+
+
+def test_plugins_lists_each_builtin_with_its_distribution():
+    result = cli("plugins")
+    assert result.returncode == 0, result.stderr
+    for name in ("random", "full", "subsample", "native", "disk"):
+        assert name in result.stdout
+    assert "mergekit-evo (built-in)" in result.stdout
