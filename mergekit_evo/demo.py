@@ -8,14 +8,17 @@ from mergekit_evo.tiny_world import task_file
 
 
 def demo_config(world: Path, max_evaluations: int = 32, optimizer: str = "random", population: int = 8) -> dict:
-    """Task arithmetic over the math-A and language-B specialists, weights evolved per model and layer half."""
+    """Task arithmetic over the math-A and language-B specialists, weights evolved per model and layer half.
+
+    The search starts from the middle of the range, 0.5 for each model: the naive average of the two task vectors.
+    """
     models = world / "models"
     return {
         "models": [str(models / "math_a"), str(models / "lang_b")],
         "base_model": str(models / "base"),
         "merge_method": "task_arithmetic",
         "dtype": "float32",
-        "genome": {"parameters": {"weight": {"min": 0.0, "max": 1.5}}, "layer_groups": 2},
+        "genome": {"parameters": {"weight": {"min": 0.0, "max": 1.0}}, "layer_groups": 2},
         "tasks": [
             {"name": skill, "items": str(task_file(world, skill, "search")), "test_items": str(task_file(world, skill, "test"))}
             for skill in ("math_a", "facts_b")

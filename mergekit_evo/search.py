@@ -246,6 +246,17 @@ class Evolution:
         return result
 
 
+def best_by_generation(records: list[CandidateRecord]) -> list[float]:
+    """The best fitness found so far at the end of each generation: how the search progressed."""
+    out: list[float] = []
+    best = float("-inf")
+    for generation in sorted({r.generation for r in records}):
+        scored = [r.fitness for r in records if r.generation == generation and r.ok]
+        best = max([best, *scored])
+        out.append(best)
+    return out
+
+
 def report(result: RunResult, config: EvolveConfig) -> str:
     """A plain-text table: each input model and the best merge, on the search items and the held-out items."""
     tasks = [t.name for t in config.tasks]
@@ -270,6 +281,9 @@ def report(result: RunResult, config: EvolveConfig) -> str:
         rows.append(row(f"**best merge** (candidate {best.index})", best.fitness,
                         {t: best.tasks[t]["estimate"] for t in tasks}, result.best_heldout or {}))
     lines += rows
+    progress = best_by_generation(result.records)
+    if progress:
+        lines += ["", "Best fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
     if best is not None:
         lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`):", "", "```yaml",
                   best.merge_yaml.rstrip(), "```"]

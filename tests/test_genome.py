@@ -33,8 +33,8 @@ def test_gene_names_say_which_layers_model_and_parameter(tiny_world):
 def test_a_point_becomes_a_gradient_list_within_the_bounds(tiny_world):
     space = GenomeSpace(_config(tiny_world))
     data = space.to_dict(np.array([0.0, 1.0, 0.5, 0.2]))
-    assert data["models"][0]["parameters"]["weight"] == [0.0, 1.5]
-    assert data["models"][1]["parameters"]["weight"] == [0.75, 0.3]
+    assert data["models"][0]["parameters"]["weight"] == [0.0, 1.0]
+    assert data["models"][1]["parameters"]["weight"] == [0.5, 0.2]
 
 
 def test_an_existing_recipe_is_encoded_as_the_starting_point(tiny_world, tmp_path):
