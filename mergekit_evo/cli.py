@@ -58,13 +58,14 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     """
     from pydantic import ValidationError
 
+    from mergekit_evo.config import format_validation_error
     from mergekit_evo.tiny_world.build import WorldSpec, ensure_world, format_table, load_manifest
 
     _quiet_libraries()
     try:
         spec = WorldSpec(**sizes)
     except ValidationError as e:
-        raise UserError(_first_validation_message(e, prefix="--")) from None
+        raise UserError(format_validation_error(e, as_flag=True)) from None
     path = ensure_world(directory, spec, force=force, log=click.echo)
     click.echo(format_table(load_manifest(path)))
     click.echo(f"tiny world ready at {path}")
@@ -209,14 +210,6 @@ def best(run_dir: Path, write_model: Path | None) -> None:
         _quiet_libraries()
         merge_to_disk(parse_merge_config(record.merge_yaml), write_model, seed=record.seed)
         click.echo(f"merged model written to {write_model}")
-
-
-def _first_validation_message(error, prefix: str = "") -> str:
-    first = error.errors()[0]
-    field = ".".join(str(p) for p in first["loc"])
-    if prefix:
-        field = prefix + field.replace("_", "-")
-    return f"{field}: {first['msg']} (got {first.get('input')!r})"
 
 
 def main(argv: list[str] | None = None) -> None:

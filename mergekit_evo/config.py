@@ -123,15 +123,31 @@ class EvolveConfig(_Strict):
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _format_validation_error(error: ValidationError) -> str:
+def format_validation_error(error: ValidationError, as_flag: bool = False) -> str:
+    """The first error as one line naming the field (or, with `as_flag`, the command-line option)."""
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    if as_flag:
+        field = "--" + field.replace("_", "-")
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         return f"{field}: unknown key; remove it or check its spelling"
     if first["type"] == "missing":
         return f"{field}: required but missing"
     return f"{field}: {message} (got {first.get('input')!r})"
+
+
+def parse_plugin_options(model: type[BaseModel], options: dict, field: str) -> BaseModel:
+    """Validate a plugin's `options:` mapping against its pydantic model; errors name the option and the valid ones."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            valid = ", ".join(model.model_fields) or "none"
+            raise UserError(f"{field}.{name}: unknown option; valid options: {valid}") from None
+        raise UserError(f"{field}.{name}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 def from_mergekit_evolve(data: dict) -> dict:
@@ -202,7 +218,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
     try:
         config = EvolveConfig.model_validate(data)
     except ValidationError as e:
-        raise UserError(_format_validation_error(e)) from None
+        raise UserError(format_validation_error(e)) from None
     config = _resolve_paths(config, root)
     check_models(config)
     check_method(config)

@@ -10,23 +10,10 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.errors import UserError
+from mergekit_evo.config import parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
-
-
-def parse_options(model: type[BaseModel], options: dict, field: str) -> BaseModel:
-    """Validate a plugin's `options:` mapping; errors name the option and the valid ones."""
-    try:
-        return model.model_validate(options)
-    except ValidationError as e:
-        first = e.errors()[0]
-        name = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            valid = ", ".join(model.model_fields) or "none"
-            raise UserError(f"{field}.{name}: unknown option; valid options: {valid}") from None
-        raise UserError(f"{field}.{name}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 class Estimator:
@@ -36,7 +23,7 @@ class Estimator:
         model_config = ConfigDict(extra="forbid")
 
     def __init__(self, options: dict, seed: int):
-        self.options = parse_options(self.Options, options, "estimator.options")
+        self.options = parse_plugin_options(self.Options, options, "estimator.options")
         self.seed = seed
 
     def task_rng(self, task: str) -> np.random.Generator:

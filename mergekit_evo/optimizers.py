@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from mergekit_evo.estimators import parse_options
+from mergekit_evo.config import parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 
 
@@ -32,7 +32,7 @@ class Optimizer(ABC):
         self.n_objectives = n_objectives
         self.seed = seed
         self.population = population
-        self.options = parse_options(self.Options, options, "optimizer.options")
+        self.options = parse_plugin_options(self.Options, options, "optimizer.options")
         self.x0 = np.asarray(x0, dtype=float)
 
     @abstractmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,8 +57,6 @@ def get_plugin_manager() -> pluggy.PluginManager:
     global _manager
     if _manager is not None:
         return _manager
-    import importlib
-
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     pm.failed_plugins = {}

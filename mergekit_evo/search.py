@@ -260,7 +260,7 @@ def best_by_generation(records: list[CandidateRecord]) -> list[float]:
 def report(result: RunResult, config: EvolveConfig) -> str:
     """A plain-text table: each input model and the best merge, on the search items and the held-out items."""
     tasks = [t.name for t in config.tasks]
-    header = f"| model | fitness (search) | " + " | ".join(f"{t} (search)" for t in tasks)
+    header = "| model | fitness (search) | " + " | ".join(f"{t} (search)" for t in tasks)
     header += " | " + " | ".join(f"{t} (held-out)" for t in tasks) + " |"
     rows = [header, "|" + " --- |" * (2 + 2 * len(tasks))]
 

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from mergekit_evo.errors import UserError
 from mergekit_evo.items import Item, read_items, write_items
-from mergekit_evo.merging import merge_to_disk, parse_merge_config
+from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
 from mergekit_evo.native_scoring import score_items
 from mergekit_evo.tiny_world import language
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
@@ -148,14 +147,11 @@ def _questions_sampler(questions: list[language.Question]) -> Callable[[np.rando
 
 def evaluate_model(model_dir: Path, world: Path, split: str = "test") -> dict[str, dict[str, float]]:
     """Accuracy of one saved model on every skill and mode of a split: {skill: {mode: accuracy}}."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    loaded = load_model(model_dir, "float32")
     result = {}
     for skill in language.SKILLS:
         result[skill] = {
-            mode: float(score_items(model, tokenizer, read_items(task_file(world, skill, split), mode), mode).mean())
+            mode: float(score_items(loaded.model, loaded.tokenizer, read_items(task_file(world, skill, split), mode), mode).mean())
             for mode in MODES
         }
     return result
@@ -240,7 +236,6 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
 
 def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
     started = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = np.random.default_rng(spec.seed)
     facts = language.facts_table(rng)
 
