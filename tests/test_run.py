@@ -166,3 +166,15 @@ def test_plugins_lists_each_builtin_with_its_distribution():
     for name in ("random", "full", "subsample", "native", "disk"):
         assert name in result.stdout
     assert "mergekit-evo (built-in)" in result.stdout
+
+
+def test_a_plugin_that_fails_to_load_is_reported_by_name(tmp_path):
+    dist = tmp_path / "mergekit_evo_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mergekit-evo-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mergekit_evo]\nbroken = mergekit_evo_no_such_module\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([str(BIN / "mergekit-evo"), "plugins"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "failed to load plugin broken: ModuleNotFoundError" in result.stdout
+    assert "random" in result.stdout
