@@ -91,11 +91,7 @@ class DiskMerger:
     @contextlib.contextmanager
     def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> Iterator[LoadedModel]:
         with scratch_merge(merge_config, self.config.scratch_dir, seed) as path:
-            loaded = load_model(path, self.config.dtype)
-            try:
-                yield loaded
-            finally:
-                del loaded
+            yield load_model(path, self.config.dtype)
 
     @contextlib.contextmanager
     def source(self, ref: str) -> Iterator[LoadedModel]:

@@ -44,12 +44,12 @@ class Registry:
 _manager: pluggy.PluginManager | None = None
 
 
-def _distribution_of(plugin) -> str:
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group == GROUP and getattr(plugin, "__name__", None) == ep.value.split(":")[0]:
-                return dist.metadata["Name"]
-    return "mergekit-evo (built-in)" if getattr(plugin, "__name__", "").startswith("mergekit_evo.") else "(registered in code)"
+def _distribution_of(pm: pluggy.PluginManager, plugin) -> str:
+    """Entry-point plugins carry the distribution recorded when they were loaded; others are built-in or in code."""
+    name = pm.get_name(plugin)
+    if name in pm.distributions:
+        return pm.distributions[name]
+    return "mergekit-evo (built-in)" if name in BUILTINS else "(registered in code)"
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -60,9 +60,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     pm.failed_plugins = {}
+    pm.distributions = {}
     for ep in importlib.metadata.entry_points(group=GROUP):
         try:
             pm.register(ep.load(), name=ep.name)
+            pm.distributions[ep.name] = ep.dist.name if ep.dist else ep.name
         except Exception as e:  # a broken third-party plugin must not take the tool down
             pm.failed_plugins[ep.name] = f"{type(e).__name__}: {e}"
     for module in BUILTINS:
@@ -78,7 +80,7 @@ def registry(pm: pluggy.PluginManager | None = None) -> Registry:
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
         for impl in hook.get_hookimpls():
-            provider = _distribution_of(impl.plugin)
+            provider = _distribution_of(pm, impl.plugin)
 
             def register(name: str, factory, _kind=kind, _provider=provider) -> None:
                 reg.factories[_kind][name] = factory
