@@ -136,23 +136,26 @@ def resume(run_dir: Path, no_progress: bool) -> None:
 
 
 @cli.command()
-@click.option("--run-dir", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True)
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective.")
 @click.option("--max-evaluations", type=int, default=32, show_default=True)
-@click.option("--optimizer", default="random", show_default=True, help="Any installed optimizer (see `mergekit-evo plugins`).")
+@click.option("--optimizer", help="Any installed optimizer (see `mergekit-evo plugins`). Default: cma if installed, else random; nsga2 with --multi-objective.")
+@click.option("--multi-objective", is_flag=True, help="Each skill its own objective (NSGA-II); the report lists the Pareto front.")
 @click.option("--fresh", is_flag=True, help="Delete RUN_DIR first instead of resuming it.")
-def demo(run_dir: Path, max_evaluations: int, optimizer: str, fresh: bool) -> None:
+def demo(run_dir: Path | None, max_evaluations: int, optimizer: str | None, multi_objective: bool, fresh: bool) -> None:
     """Build (or reuse) the tiny world and evolve a merge of its two specialists.
 
     \b
     The math-A specialist and the language-B specialist are merged with task arithmetic, their weights
-    evolved per model and per half of the layers, for the mean accuracy on both skills. The report compares
-    the parents with the best merge on the search items and on held-out items. A second `demo` resumes or
-    re-reports the same run directory; --fresh starts over.
+    evolved per model and per half of the layers, for the mean accuracy on both skills (CMA-ES by default).
+    With --multi-objective the two skills are two objectives and NSGA-II returns the trade-off front.
+    The report compares the parents with the best merge on the search items and on held-out items.
+    A second `demo` resumes or re-reports the same run directory; --fresh starts over.
     """
     import shutil
 
     from mergekit_evo.config import parse_config
     from mergekit_evo.demo import demo_config
+    from mergekit_evo.plugins import registry
     from mergekit_evo.runs import RunStore
     from mergekit_evo.search import Evolution
     from mergekit_evo.tiny_world import ensure_world
@@ -161,12 +164,18 @@ def demo(run_dir: Path, max_evaluations: int, optimizer: str, fresh: bool) -> No
     _quiet_libraries()
     world = ensure_world(log=click.echo)
     click.echo(format_table(load_manifest(world)))
+    run_dir = run_dir or Path("runs/demo-pareto" if multi_objective else "runs/demo")
+    if optimizer is None:
+        optimizer = "nsga2" if multi_objective else ("cma" if "cma" in registry().factories["optimizers"] else "random")
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
     if RunStore(run_dir).candidates_path.exists():
         evolution = Evolution.resume(run_dir, log=click.echo)
+        click.echo(f"{run_dir} holds an earlier demo (optimizer {evolution.config.optimizer.name}); continuing it, "
+                   "--fresh starts over")
     else:
-        cfg = parse_config(demo_config(world, max_evaluations, optimizer), world)
+        objectives = "separate" if multi_objective else "weighted"
+        cfg = parse_config(demo_config(world, max_evaluations, optimizer, objectives=objectives), world)
         evolution = Evolution.start(cfg, run_dir, log=click.echo)
     _start_or_resume(evolution)
 
@@ -188,23 +197,30 @@ def plugins() -> None:
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--by", help="Pick by this rule instead of the run's `best_by`: 'weighted' or a task name.")
 @click.option("--write-model", type=click.Path(path_type=Path), help="Also merge the best recipe into this folder with mergekit.")
-def best(run_dir: Path, write_model: Path | None) -> None:
+def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
     """Print the best recipe of RUN_DIR as mergekit YAML; optionally write the merged model.
 
     \b
-    Example:
+    Examples:
       mergekit-evo best runs/demo --write-model ./merged
       mergekit-yaml runs/demo/best.yaml ./merged-again      # the same model, with mergekit alone
+      mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
+    from mergekit_evo.config import close_matches
     from mergekit_evo.merging import merge_to_disk, parse_merge_config
-    from mergekit_evo.runs import RunStore, best_record
+    from mergekit_evo.runs import RunStore, best_record, score_by
 
-    store, _ = RunStore.open(run_dir)
-    record = best_record(store.records())
+    store, cfg = RunStore.open(run_dir)
+    by = by or cfg.best_by
+    rules = ["weighted"] + [t.name for t in cfg.tasks]
+    if by not in rules:
+        raise UserError(f"--by: must be 'weighted' or a task name; {close_matches(by, rules)}")
+    record = best_record(store.records(), by)
     if record is None:
         raise UserError(f"{run_dir} has no successfully scored candidate yet")
-    click.echo(f"# candidate {record.index}, fitness {record.fitness:.4f}")
+    click.echo(f"# candidate {record.index}, {by} {score_by(record, by):.4f}")
     click.echo(record.merge_yaml.rstrip())
     if write_model:
         _quiet_libraries()

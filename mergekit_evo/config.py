@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from mergekit_evo.errors import UserError
 
@@ -82,6 +82,17 @@ class EstimatorConfig(PluginChoice):
     name: str = "full"
 
 
+class MergerConfig(PluginChoice):
+    """`merger: resident` or `merger: {name: resident, options: {...}}`: how each candidate becomes a model."""
+
+    name: str = "resident"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+
 class BudgetConfig(_Strict):
     """When the search stops; checked after each generation, so a generation is never cut in half."""
 
@@ -98,11 +109,12 @@ class EvolveConfig(_Strict):
     genome: GenomeConfig = Field(default_factory=GenomeConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
     objectives: Literal["weighted", "separate"] = "weighted"
+    best_by: str = Field("weighted", description="how the best candidate is picked: 'weighted' or one task's name")
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     seed: int = 0
-    merger: str = "disk"
+    merger: MergerConfig = Field(default_factory=MergerConfig)
     run_dir: Path | None = None
     scratch_dir: Path | None = None
     write_best_model: bool = False
@@ -115,6 +127,14 @@ class EvolveConfig(_Strict):
         if duplicates:
             raise ValueError(f"task names must be unique; repeated: {', '.join(duplicates)}")
         return tasks
+
+    @field_validator("best_by")
+    @classmethod
+    def _best_by_names_a_rule(cls, v: str, info: ValidationInfo) -> str:
+        rules = ["weighted"] + [t.name for t in info.data.get("tasks") or []]
+        if v not in rules:
+            raise ValueError(f"must be 'weighted' or a task name; {close_matches(v, rules)}")
+        return v
 
     def objective_names(self) -> list[str]:
         return ["fitness"] if self.objectives == "weighted" else [t.name for t in self.tasks]

@@ -114,6 +114,10 @@ class GenomeSpace:
     def names(self) -> list[str]:
         return [g.name for g in self.genes]
 
+    def unit_steps(self) -> np.ndarray:
+        """Each gene's grid spacing in the unit cube (0 for a continuous gene), for optimizers that can use it."""
+        return np.array([g.step / (g.high - g.low) if g.step and g.high > g.low else 0.0 for g in self.genes])
+
     def values(self, x: np.ndarray) -> dict[str, float]:
         return {g.name: g.value(xi) for g, xi in zip(self.genes, x)}
 

@@ -30,7 +30,8 @@ def register_task_backends(register):
 
 @hookspec
 def register_mergers(register):
-    """Register mergers: `register(name, cls)`, cls(config) returning models for candidates (see `merging`)."""
+    """Register mergers: `register(name, cls)`; cls(config) has the context managers `merged(merge_config, seed)` and
+    `source(ref)`, each yielding a `merging.LoadedModel`, and optionally `describe()`, a line for the run's log."""
 
 
 @hookspec

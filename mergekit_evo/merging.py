@@ -26,11 +26,16 @@ from mergekit_evo.hookspecs import hookimpl
 
 @dataclass
 class LoadedModel:
-    """A model ready to score: what a merger hands to task backends (path is None for in-memory models)."""
+    """A model ready to score: what a merger hands to task backends.
+
+    `path` is the folder it was loaded from (None for a model merged in memory); `source` is the input model's
+    reference when this is one of the run's input models, None for a merged candidate.
+    """
 
     model: object
     tokenizer: object
     path: Path | None = None
+    source: str | None = None
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
@@ -88,6 +93,10 @@ class DiskMerger:
     def __init__(self, config):
         self.config = config
 
+    def describe(self) -> str:
+        """One line for the run's log."""
+        return "merger: disk (mergekit run_merge into a scratch folder, loaded, scored and deleted per candidate)"
+
     @contextlib.contextmanager
     def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> Iterator[LoadedModel]:
         with scratch_merge(merge_config, self.config.scratch_dir, seed) as path:
@@ -96,7 +105,8 @@ class DiskMerger:
     @contextlib.contextmanager
     def source(self, ref: str) -> Iterator[LoadedModel]:
         """One of the input models as it is, to score the parents on the same items."""
-        yield load_model(ref, self.config.dtype)
+        loaded = load_model(ref, self.config.dtype)
+        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, path=loaded.path, source=ref)
 
 
 @hookimpl

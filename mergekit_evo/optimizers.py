@@ -8,6 +8,7 @@ pickled with the run after each generation, and a resumed run must propose exact
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -27,13 +28,24 @@ class Optimizer(ABC):
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, dim: int, n_objectives: int, seed: int, population: int, options: dict, x0: np.ndarray):
+    def __init__(
+        self, dim: int, n_objectives: int, seed: int, population: int, options: dict, x0: np.ndarray,
+        steps: np.ndarray | None = None,
+    ):
         self.dim = dim
         self.n_objectives = n_objectives
         self.seed = seed
         self.population = population
         self.options = parse_plugin_options(self.Options, options, "optimizer.options")
         self.x0 = np.asarray(x0, dtype=float)
+        # Grid spacing of each coordinate in the unit cube, 0 where continuous. The genome snaps values to the grid
+        # itself; an optimizer may use this to keep its steps from shrinking below one grid cell.
+        self.steps = np.zeros(dim) if steps is None else np.asarray(steps, dtype=float)
+
+    @classmethod
+    def check_options(cls, options: dict, n_objectives: int) -> None:
+        """Refuse bad options when the run is configured, before any model is loaded; raise `UserError`."""
+        parse_plugin_options(cls.Options, options, "optimizer.options")
 
     @abstractmethod
     def ask(self) -> np.ndarray:
@@ -62,6 +74,24 @@ class RandomSearch(Optimizer):
 
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
         self.generation += 1
+
+
+def maximize(optimizer: Optimizer, objective: Callable[[np.ndarray], np.ndarray], evaluations: int) -> list[float]:
+    """Drive an optimizer on a plain function of the unit cube, as a run would: for tests and benchmarks of plugins.
+
+    `objective` maps one point to its objective vector (NaN for a failure). Returns the best first objective after
+    each evaluation, so two optimizers can be compared at the same budget.
+    """
+    trace: list[float] = []
+    best = -np.inf
+    while len(trace) < evaluations:
+        xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
+        fitness = np.array([np.atleast_1d(objective(x)) for x in xs], dtype=float)
+        optimizer.tell(xs, fitness)
+        for f in fitness[:, 0]:
+            best = max(best, f) if np.isfinite(f) else best
+            trace.append(best)
+    return trace[:evaluations]
 
 
 @hookimpl

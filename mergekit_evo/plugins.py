@@ -19,6 +19,7 @@ BUILTINS = (
     "mergekit_evo.estimators",
     "mergekit_evo.tasks",
     "mergekit_evo.merging",
+    "mergekit_evo.resident",
 )
 
 
@@ -94,6 +95,6 @@ def check_plugin_names(config, reg: Registry) -> None:
     """Refuse unknown optimizer/estimator/backend/merger names before any work starts."""
     reg.get("optimizers", config.optimizer.name, "optimizer.name")
     reg.get("estimators", config.estimator.name, "estimator.name")
-    reg.get("mergers", config.merger, "merger")
+    reg.get("mergers", config.merger.name, "merger.name")
     for i, task in enumerate(config.tasks):
         reg.get("task_backends", task.backend, f"tasks[{i}].backend")

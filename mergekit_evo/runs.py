@@ -8,6 +8,7 @@ Layout:
   parents.json        the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
   report.md           parents against the best merge, on the search and held-out items
+  pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
 """
 
 from __future__ import annotations
@@ -140,8 +141,17 @@ class RunStore:
     def write_text(self, name: str, text: str) -> None:
         _fsync_write(self.path / name, text.encode())
 
+    def write_lines(self, name: str, rows: list[Any]) -> None:
+        """A JSON-lines file, replaced atomically as a whole."""
+        _fsync_write(self.path / name, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
-def best_record(records: list[CandidateRecord]) -> CandidateRecord | None:
-    """The best scored candidate by weighted fitness; ties go to the earliest."""
+
+def score_by(record: CandidateRecord, by: str = "weighted") -> float:
+    """A candidate's score under a best-selection rule: its weighted fitness, or one task's estimate."""
+    return record.fitness if by == "weighted" else record.tasks[by]["estimate"]
+
+
+def best_record(records: list[CandidateRecord], by: str = "weighted") -> CandidateRecord | None:
+    """The best scored candidate under the rule `by` ('weighted' or a task name); ties go to the earliest."""
     scored = [r for r in records if r.ok and r.fitness is not None]
-    return max(scored, key=lambda r: (r.fitness, -r.index)) if scored else None
+    return max(scored, key=lambda r: (score_by(r, by), -r.index)) if scored else None

@@ -21,7 +21,8 @@ from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.merging import LoadedModel
 from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
-from mergekit_evo.runs import CandidateRecord, RunStore, best_record
+from mergekit_evo.pareto import pareto_front, write_front
+from mergekit_evo.runs import CandidateRecord, RunStore, best_record, score_by
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunResult:
     parents: dict[str, dict]
     best_heldout: dict[str, float] | None
     records: list[CandidateRecord] = field(default_factory=list)
+    pareto: list[CandidateRecord] | None = None  # multi-objective runs only
 
 
 class Evolution:
@@ -51,7 +53,7 @@ class Evolution:
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
         self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
-        self.merger = self.reg.get("mergers", config.merger, "merger")(config)
+        self.merger = self.reg.get("mergers", config.merger.name, "merger.name")(config)
         optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
         n_objectives = len(config.objective_names())
         if n_objectives > 1 and not optimizer_cls.multi_objective:
@@ -59,6 +61,7 @@ class Evolution:
                 f"objectives: {config.optimizer.name} optimizes one objective; use `objectives: weighted` "
                 "or a multi-objective optimizer"
             )
+        optimizer_cls.check_options(config.optimizer.options, n_objectives)
         self.optimizer_cls = optimizer_cls
         self.selection = self._selection()
 
@@ -175,6 +178,9 @@ class Evolution:
                 "selection.json",
                 {n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in self.selection.items()},
             )
+        describe = getattr(self.merger, "describe", None)
+        if describe is not None:
+            self.log(describe())
         parents = self.score_parents()
         records = self.store.records()
         checkpoint = self.store.latest_checkpoint()
@@ -182,6 +188,7 @@ class Evolution:
             optimizer = self.optimizer_cls(
                 self.genome.dim, len(self.config.objective_names()), self.config.seed,
                 self.config.optimizer.population, self.config.optimizer.options, self.genome.initial_point(),
+                steps=self.genome.unit_steps(),
             )
             generation, elapsed = 0, 0.0
             self.store.save_checkpoint(0, {"optimizer": optimizer, "elapsed": 0.0})
@@ -192,7 +199,7 @@ class Evolution:
         by_position = {(r.generation, r.member): r for r in records}
         by_yaml = {r.merge_yaml: r for r in records if r.ok}
         started = time.perf_counter() - elapsed
-        best = best_record(records)
+        best = best_record(records, self.config.best_by)
 
         while self._budget_left(len(records), generation, time.perf_counter() - started):
             xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
@@ -210,7 +217,7 @@ class Evolution:
                     self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
                 if record.ok:
                     fitness[member] = record.objectives
-                    if best is None or record.fitness > best.fitness:
+                    if best is None or score_by(record, self.config.best_by) > score_by(best, self.config.best_by):
                         best = record
                         self.store.write_text("best.yaml", best.merge_yaml)
                 bar.update(1)
@@ -226,7 +233,7 @@ class Evolution:
         return self.finish(records, parents)
 
     def finish(self, records: list[CandidateRecord], parents: dict[str, dict]) -> RunResult:
-        best = best_record(records)
+        best = best_record(records, self.config.best_by)
         heldout = None
         if best is not None:
             self.store.write_text("best.yaml", best.merge_yaml)
@@ -240,7 +247,11 @@ class Evolution:
                 from mergekit_evo.merging import merge_to_disk
 
                 merge_to_disk(self.genome.to_merge_config(np.asarray(best.genome)), self.store.path / "best_model", best.seed)
-        result = RunResult(self.store.path, best, parents, heldout["scores"] if heldout else None, records)
+        front = None
+        if self.config.objectives == "separate":
+            front = pareto_front(records)
+            write_front(self.store, front, self.config.objective_names())
+        result = RunResult(self.store.path, best, parents, heldout["scores"] if heldout else None, records, front)
         self.store.write_text("report.md", report(result, self.config))
         self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
         return result
@@ -278,12 +289,21 @@ def report(result: RunResult, config: EvolveConfig) -> str:
              f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
              f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.", ""]
     if best is not None:
-        rows.append(row(f"**best merge** (candidate {best.index})", best.fitness,
+        rule = "" if config.best_by == "weighted" else f", best by {config.best_by}"
+        rows.append(row(f"**best merge** (candidate {best.index}{rule})", best.fitness,
                         {t: best.tasks[t]["estimate"] for t in tasks}, result.best_heldout or {}))
     lines += rows
     progress = best_by_generation(result.records)
     if progress:
-        lines += ["", "Best fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
+        lines += ["", "Best weighted fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
+    if result.pareto:
+        names = config.objective_names()
+        lines += ["", f"Pareto front ({len(result.pareto)} candidates no other beats on every objective; "
+                  "recipes in `pareto/`):", "",
+                  "| candidate | " + " | ".join(names) + " | weighted fitness |",
+                  "|" + " --- |" * (len(names) + 2)]
+        lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
+                  for r in result.pareto]
     if best is not None:
         lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`):", "", "```yaml",
                   best.merge_yaml.rstrip(), "```"]

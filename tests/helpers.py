@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 from safetensors.torch import load_file
 
 BIN = Path(sys.executable).parent
@@ -32,3 +33,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
     assert len(lines) == 1, result.stderr
     for word in words:
         assert word in lines[0], lines[0]
+
+
+def write_config(world: Path, folder: Path, max_evaluations: int = 12, population: int = 4, **changes) -> Path:
+    """The demo's config with `changes`, as a YAML file a user would pass to `mergekit-evo run`."""
+    from mergekit_evo.demo import demo_config
+
+    data = demo_config(world, max_evaluations, population=population)
+    data.update(changes)
+    path = Path(folder) / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path

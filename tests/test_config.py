@@ -101,7 +101,7 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml"])
+@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml"])
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 
@@ -110,5 +110,9 @@ def test_the_example_configs_load(tiny_world, monkeypatch, name):
 
     monkeypatch.setenv("TINY_WORLD", str(tiny_world))
     config = load_config(Path(__file__).parent.parent / "examples" / name)
-    check_plugin_names(config, registry())
+    reg = registry()
+    check_plugin_names(config, reg)
+    reg.get("optimizers", config.optimizer.name, "optimizer.name").check_options(
+        config.optimizer.options, len(config.objective_names())
+    )
     assert GenomeSpace(config).dim >= 4

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import BIN, cli
+from helpers import BIN, cli, write_config
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import demo_config
 from mergekit_evo.hookspecs import hookimpl
@@ -75,7 +75,7 @@ class FlakyTask(NativeTask):
     merged_calls = 0
 
     def score(self, model, indices):
-        if model.path.parent.name.startswith("mergekit-evo-"):  # a scratch merge, not an input model
+        if model.source is None:  # a merged candidate, not an input model
             FlakyTask.merged_calls += 1
             if FlakyTask.merged_calls % 2 == 0:
                 raise RuntimeError("evaluation server went away")
@@ -108,17 +108,11 @@ def test_a_failing_candidate_is_recorded_as_failed_and_the_run_goes_on(tiny_worl
     assert result.best is not None and result.best.status == "ok"
 
 
-def _write_config(world, path, run_dir):
-    data = demo_config(world, BUDGET["max_evaluations"], population=BUDGET["population"])
-    data["run_dir"] = str(run_dir)
-    path.write_text(yaml.safe_dump(data))
-
-
 def test_kill_9_then_resume_loses_nothing_rescores_nothing_and_matches_an_uninterrupted_run(
     tiny_world, tmp_path, reference_run
 ):
     run_dir = tmp_path / "run"
-    _write_config(tiny_world, tmp_path / "config.yaml", run_dir)
+    write_config(tiny_world, tmp_path, BUDGET["max_evaluations"], BUDGET["population"], run_dir=str(run_dir))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([str(BIN / "mergekit-evo"), "run", str(tmp_path / "config.yaml"), "--no-progress"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

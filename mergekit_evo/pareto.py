@@ -1,0 +1,53 @@
+"""The Pareto front of a multi-objective run: the candidates no other candidate beats on every objective.
+
+Computed from the records, not from the optimizer, so any optimizer's run (random search included) gets the same
+front, and a resumed run rebuilds it from what it recorded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mergekit_evo.runs import CandidateRecord, RunStore
+
+
+def non_dominated(points: np.ndarray) -> np.ndarray:
+    """Mask of the rows no other row dominates (>= on every column, > on one); all columns are maximised."""
+    points = np.asarray(points, dtype=float)
+    at_least = (points[:, None, :] >= points[None, :, :]).all(axis=2)
+    better = (points[:, None, :] > points[None, :, :]).any(axis=2)
+    dominated_by = at_least & better  # [i, j]: row i dominates row j
+    return ~dominated_by.any(axis=0)
+
+
+def pareto_front(records: list[CandidateRecord]) -> list[CandidateRecord]:
+    """Non-dominated scored candidates, ordered by the first objective.
+
+    Candidates with the very same objective values (on a few hundred items, ties are common) are listed once, the
+    earliest: a front of distinct trade-offs, not of near-identical recipes.
+    """
+    unique: dict[tuple[float, ...], CandidateRecord] = {}
+    for r in records:
+        if r.ok and r.objectives is not None:
+            unique.setdefault(tuple(r.objectives), r)
+    scored = list(unique.values())
+    if not scored:
+        return []
+    mask = non_dominated(np.array([r.objectives for r in scored]))
+    front = [r for r, keep in zip(scored, mask) if keep]
+    return sorted(front, key=lambda r: (-r.objectives[0], r.index))
+
+
+def write_front(store: RunStore, front: list[CandidateRecord], objective_names: list[str]) -> None:
+    """`pareto.jsonl` (one line per member) and `pareto/candidate-NNNN.yaml`, each a plain mergekit recipe."""
+    folder = store.path / "pareto"
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob("candidate-*.yaml"):
+        stale.unlink()
+    lines = []
+    for r in front:
+        name = f"candidate-{r.index:04d}.yaml"
+        store.write_text(f"pareto/{name}", r.merge_yaml)
+        lines.append({"index": r.index, "objectives": dict(zip(objective_names, r.objectives)), "fitness": r.fitness,
+                      "genes": r.genes, "yaml": f"pareto/{name}"})
+    store.write_lines("pareto.jsonl", lines)

@@ -1,0 +1,283 @@
+"""The `resident` merger: sources loaded once, each candidate merged in memory into one model that stays loaded.
+
+Once fitness costs tens of items, writing every candidate to disk and reading it back is most of a run's time. Here
+mergekit still does all the merging: its `MergePlanner` plans the candidate's recipe (parameters, gradients and
+slices resolved per tensor exactly as `mergekit-yaml` resolves them) and its `Executor` runs mergekit's own
+merge-method tasks, in the same order as a disk merge, after seeding the same way. Only two things differ: the
+source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results are copied into
+the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
+`mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
+
+Before anything is loaded the merger plans its memory (sources + one output model + working space for the largest
+tensor group) against the device's free memory and the user's `max_memory`; a plan that cannot fit falls back to
+the `disk` merger with a message, or is refused (`fallback: error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
+
+from mergekit_evo.config import parse_plugin_options
+from mergekit_evo.errors import UserError
+from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.merging import DiskMerger, LoadedModel, load_model, merge_options
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+class ResidentOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field("auto", description="where sources and the merged model live: auto (cuda if present), cpu, cuda, cuda:1")
+    max_memory: ByteSize | None = Field(None, description="a cap below the device's free memory, e.g. 12GB or 512MiB")
+    fallback: Literal["disk", "error"] = Field("disk", description="when the plan does not fit: merge on disk, or refuse")
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes the resident merger needs on its device, and what it may use there."""
+
+    sources: int
+    output: int
+    working: int
+    available: int
+    limit: str  # what bounds `available`: the device's free memory or the user's max_memory
+
+    @property
+    def needed(self) -> int:
+        return self.sources + self.output + self.working
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+    def describe(self) -> str:
+        return (
+            f"needs {human_bytes(self.needed)} (sources {human_bytes(self.sources)}, merged model "
+            f"{human_bytes(self.output)}, working space {human_bytes(self.working)}); "
+            f"{human_bytes(self.available)} available ({self.limit})"
+        )
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"merger.options.device: {device} was asked for but torch sees no CUDA device; use cpu or auto")
+    return device
+
+
+def free_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def tensor_sizes(model_dir: Path, dtype: str | None) -> list[int]:
+    """Bytes of each tensor of a saved model at the merge dtype, read from safetensors headers (nothing is loaded)."""
+    target = torch.tensor([], dtype=getattr(torch, dtype)).element_size() if dtype else None
+    sizes: list[int] = []
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    for path in files:
+        with path.open("rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            count = 1
+            for d in info["shape"]:
+                count *= d
+            floating = info["dtype"] in ("F64", "F32", "F16", "BF16")
+            sizes.append(count * (target if target and floating else _DTYPE_BYTES.get(info["dtype"], 4)))
+    if not files:  # pytorch_model*.bin and other formats: their file sizes are the best cheap estimate
+        sizes = [p.stat().st_size for p in Path(model_dir).glob("*.bin")]
+    return sizes
+
+
+def plan_memory(models: list[str], base_model: str | None, dtype: str | None, device: str,
+                max_memory: int | None) -> MemoryPlan:
+    refs = list(dict.fromkeys(models + ([base_model] if base_model else [])))
+    per_model = [tensor_sizes(Path(ref), dtype) for ref in refs]
+    sources = sum(sum(s) for s in per_model)
+    output = max((sum(s) for s in per_model), default=0)
+    largest = max((max(s, default=0) for s in per_model), default=0)
+    # a tensor group: every input, promoted to float32 at worst, plus the delta and result mergekit computes
+    working = largest * (len(refs) + 3) * 2
+    available, limit = free_memory(device), f"free memory on {device}"
+    if max_memory is not None and max_memory < available:
+        available, limit = int(max_memory), "merger.options.max_memory"
+    return MemoryPlan(sources, output, working, available, limit)
+
+
+class ResidentMerger:
+    """In memory: sources loaded once, each candidate merged by mergekit's own tasks into one resident model."""
+
+    def __init__(self, config):
+        self.config = config
+        self.options: ResidentOptions = parse_plugin_options(ResidentOptions, config.merger.options, "merger.options")
+        self.device = resolve_device(self.options.device)
+        local = all(Path(ref).is_dir() for ref in config.models + ([config.base_model] if config.base_model else []))
+        self.plan = (
+            plan_memory(config.models, config.base_model, config.dtype, self.device, self.options.max_memory)
+            if local else None
+        )
+        self.fallback: DiskMerger | None = None
+        if self.plan is not None and not self.plan.fits:
+            if self.options.fallback == "error":
+                raise UserError(
+                    f"merger: the resident merger {self.plan.describe()}; use `merger: disk`, raise "
+                    "merger.options.max_memory, or set merger.options.fallback: disk"
+                )
+            self.fallback = DiskMerger(config)
+        self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
+        self._model = None
+        self._model_key: str | None = None
+        self._tokenizer = None
+
+    def describe(self) -> str:
+        """One line for the run's log: where candidates are merged, and why."""
+        if self.fallback is not None:
+            return f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead"
+        memory = f", {self.plan.describe()}" if self.plan else ""
+        return f"merger: resident on {self.device}{memory}"
+
+    # ------------------------------------------------------------------------------ the merge
+
+    def _output_model(self, out_config) -> torch.nn.Module:
+        """The resident model, built once per output architecture (a slice recipe may change the layer count)."""
+        from transformers import AutoModelForCausalLM
+
+        key = out_config.to_json_string()
+        if self._model is None or key != self._model_key:
+            self._model = None
+            dtype = getattr(torch, self.config.dtype) if self.config.dtype else torch.float32
+            with torch.device(self.device):
+                model = AutoModelForCausalLM.from_config(out_config, dtype=dtype)
+            self._model, self._model_key = model.eval(), key
+        return self._model
+
+    def _load(self, task) -> torch.Tensor | None:
+        if task not in self._sources:
+            tensor = task.execute()
+            self._sources[task] = None if tensor is None else tensor.to(self.device)
+        return self._sources[task]
+
+    @torch.no_grad()
+    def merge_into_model(self, merge_config, seed: int | None) -> torch.nn.Module:
+        """Run mergekit's disk plan for one recipe with cached sources and a writer that fills the resident model.
+
+        The graph is the one `run_merge` executes (so tasks run in the same order and a seeded random method draws
+        the same masks); its loads are answered from the cache and its tensor writer is `_ModelWriter`.
+        """
+        import transformers
+        from mergekit.architecture import get_architecture_info
+        from mergekit.graph import Executor, TaskHandle, TaskUniverse
+        from mergekit.io.tasks import LoaderCache, LoadTensor, TensorWriterTask
+        from mergekit.merge import _model_out_config
+        from mergekit.plan import MergePlanner
+
+        merge_config = merge_config.model_copy(deep=True)  # the planner rewrites it in place
+        if merge_config.tokenizer_source or merge_config.tokenizer:
+            raise UserError("merger: the resident merger keeps the base tokenizer; recipes that merge tokenizers need `merger: disk`")
+        options = merge_options(seed, self.device)
+        LoaderCache().setup(options=options)
+        arch_info = get_architecture_info(merge_config, options)
+        out_config = _model_out_config(merge_config, arch_info, trust_remote_code=options.trust_remote_code)
+        model = self._output_model(out_config)
+        targets = MergePlanner(merge_config, arch_info, options=options, out_model_config=out_config).plan_to_disk(
+            out_path="(resident)"
+        )
+        universe = TaskUniverse()
+        handles = [universe.add_task(t) for t in targets]
+        writer = _ModelWriter(model)
+        cached = {}
+        for i, task in enumerate(universe.tasks):
+            if isinstance(task, LoadTensor):
+                cached[TaskHandle(universe, i)] = self._load(task)
+            elif isinstance(task, TensorWriterTask):
+                cached[TaskHandle(universe, i)] = writer
+        if seed is not None:
+            transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
+        Executor(handles, math_device=self.device, storage_device=self.device, cached_values=cached).execute()
+        if not writer.finalized:
+            raise RuntimeError("mergekit's plan ended without finalizing the model")
+        return model
+
+    def _tokenizer_for(self, merge_config):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            donor = merge_config.base_model or merge_config.referenced_models()[0]
+            self._tokenizer = AutoTokenizer.from_pretrained(donor.model.path)
+        return self._tokenizer
+
+    @contextlib.contextmanager
+    def merged(self, merge_config, seed: int | None = None) -> Iterator[LoadedModel]:
+        if self.fallback is not None:
+            with self.fallback.merged(merge_config, seed) as loaded:
+                yield loaded
+            return
+        model = self.merge_into_model(merge_config, seed)
+        yield LoadedModel(model=model, tokenizer=self._tokenizer_for(merge_config))
+
+    @contextlib.contextmanager
+    def source(self, ref: str) -> Iterator[LoadedModel]:
+        loaded = load_model(ref, self.config.dtype)
+        loaded.model.to(self.device)
+        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, source=ref)
+
+
+class _ModelWriter:
+    """Stands in for mergekit's `TensorWriter`: each saved tensor is copied into the resident model's parameter.
+
+    Tied weights (an output head sharing the input embedding) share storage; like `from_pretrained`, which ties them
+    after loading, the first name in state-dict order (the embedding) is the one whose merged value counts.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.destinations: dict[str, torch.Tensor | None] = {}
+        seen: set[int] = set()
+        for name, tensor in model.state_dict().items():
+            pointer = tensor.untyped_storage().data_ptr()
+            self.destinations[name] = None if pointer in seen else tensor
+            seen.add(pointer)
+        self.written: set[str] = set()
+        self.finalized = False
+
+    def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
+        if name not in self.destinations:
+            raise RuntimeError(f"mergekit produced {name}, which the output model has no place for")
+        target = self.destinations[name]
+        if target is not None:
+            target.copy_(tensor)
+        self.written.add(name)
+
+    def finalize(self) -> None:
+        missing = [n for n, t in self.destinations.items() if t is not None and n not in self.written]
+        if missing:
+            raise RuntimeError(f"the merge left {len(missing)} tensors of the output model unset, e.g. {missing[0]}")
+        self.finalized = True
+
+
+@hookimpl
+def register_mergers(register):
+    register("resident", ResidentMerger)

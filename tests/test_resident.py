@@ -1,0 +1,142 @@
+"""The resident merger gives mergekit-yaml's tensors without touching the disk, and plans its memory first."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import BIN, cli, tensors, write_config
+from mergekit_evo.config import parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.errors import UserError
+from mergekit_evo.genome import GenomeSpace
+from mergekit_evo.resident import ResidentMerger, plan_memory
+from mergekit_evo.runs import RunStore
+from mergekit_evo.search import Evolution
+
+METHODS = [
+    ("linear", {"weight": {"min": 0.1, "max": 1}}, None),
+    ("task_arithmetic", {"weight": {"min": 0, "max": 1.5}}, "base"),
+    ("ties", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.1, "max": 1}}, "base"),
+    ("dare_ties", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.1, "max": 1}}, "base"),
+    ("dare_linear", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.1, "max": 1}}, "base"),
+    ("breadcrumbs", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.5, "max": 0.9}, "gamma": 0.01}, "base"),
+    ("della", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.3, "max": 0.9}, "epsilon": 0.1}, "base"),
+    ("slerp", {"t": {"min": 0, "max": 1}}, "math_a"),
+    ("nuslerp", {"weight": {"min": 0.1, "max": 1}}, None),
+]
+
+
+def _config(world, method="task_arithmetic", parameters=None, base="base", layer_groups=2, **changes):
+    data = demo_config(world)
+    data["merge_method"] = method
+    data["genome"] = {"parameters": parameters or {"weight": {"min": 0, "max": 1}}, "layer_groups": layer_groups}
+    data["base_model"] = str(world / "models" / base) if base else None
+    data["merger"] = {"name": "resident", "options": {"device": "cpu"}}
+    data.update(changes)
+    return parse_config(data, world)
+
+
+def _by_mergekit_yaml(space, x, seed, out):
+    (out.parent / f"{out.name}.yaml").write_text(space.to_yaml(x))
+    subprocess.run([str(BIN / "mergekit-yaml"), str(out.parent / f"{out.name}.yaml"), str(out), "--random-seed",
+                    str(seed)], check=True, capture_output=True)
+    return tensors(out)
+
+
+def _assert_same_tensors(model, expected):
+    ours = model.state_dict()
+    assert set(expected) <= set(ours)
+    for name, value in expected.items():
+        assert torch.equal(ours[name], value), name
+
+
+@pytest.mark.parametrize(("method", "parameters", "base"), METHODS, ids=[m[0] for m in METHODS])
+def test_resident_tensors_equal_mergekit_yaml_on_the_emitted_recipe(tiny_world, tmp_path, method, parameters, base):
+    cfg = _config(tiny_world, method, parameters, base, layer_groups="per_layer")
+    space = GenomeSpace(cfg)
+    merger = ResidentMerger(cfg)
+    seeds = (11, 12) if method == "dare_ties" else (11,)  # a second candidate reuses the model and the sources
+    for i, seed in enumerate(seeds):
+        x = np.random.default_rng(i).random(space.dim)
+        with merger.merged(space.to_merge_config(x), seed=seed) as loaded:
+            _assert_same_tensors(loaded.model, _by_mergekit_yaml(space, x, seed, tmp_path / f"m{i}"))
+            assert loaded.path is None and loaded.source is None
+
+
+def test_gradient_lists_are_interpolated_across_layers_as_mergekit_does(tiny_world, tmp_path):
+    cfg = _config(tiny_world, "task_arithmetic", {"weight": {"min": 0, "max": 1}}, layer_groups=3)
+    space = GenomeSpace(cfg)
+    x = np.array([0.0, 1.0, 0.2, 0.9, 0.1, 0.5])
+    with ResidentMerger(cfg).merged(space.to_merge_config(x), seed=0) as loaded:
+        _assert_same_tensors(loaded.model, _by_mergekit_yaml(space, x, 0, tmp_path / "m"))
+
+
+def test_a_random_method_depends_on_the_seed_and_only_on_it(tiny_world):
+    cfg = _config(tiny_world, "dare_ties", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.1, "max": 1}})
+    space = GenomeSpace(cfg)
+    config = space.to_merge_config(np.full(space.dim, 0.5))
+    merger = ResidentMerger(cfg)
+
+    def weights(seed):
+        with merger.merged(config, seed=seed) as loaded:
+            return {k: v.clone() for k, v in loaded.model.state_dict().items()}
+
+    first, other, again = weights(1), weights(2), weights(1)
+    name = "model.layers.0.mlp.down_proj.weight"
+    assert torch.equal(first[name], again[name])
+    assert not torch.equal(first[name], other[name])
+
+
+def test_the_memory_plan_counts_sources_output_and_working_space(tiny_world):
+    models = [str(tiny_world / "models" / m) for m in ("math_a", "lang_b")]
+    plan = plan_memory(models, str(tiny_world / "models" / "base"), "float32", "cpu", None)
+    one_model = (tiny_world / "models" / "base" / "model.safetensors").stat().st_size
+    assert plan.sources == pytest.approx(3 * one_model, rel=0.01)
+    assert plan.output == pytest.approx(one_model, rel=0.01)
+    assert 0 < plan.working < plan.sources
+    half = plan_memory(models, str(tiny_world / "models" / "base"), "bfloat16", "cpu", None)
+    assert half.sources == pytest.approx(plan.sources / 2, rel=0.01)
+
+
+def test_a_plan_that_cannot_fit_is_refused_in_one_line(tiny_world, tmp_path):
+    path = write_config(tiny_world, tmp_path, merger={"name": "resident",
+                                                      "options": {"max_memory": "1MB", "fallback": "error"}})
+    result = cli("run", str(path), "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "the resident merger needs" in lines[0] and "1.0 MB available (merger.options.max_memory)" in lines[0]
+    assert "merger: disk" in lines[0]
+
+
+def test_a_plan_that_cannot_fit_falls_back_to_disk_and_says_so(tiny_world, tmp_path):
+    cfg = _config(tiny_world, merger={"name": "resident", "options": {"max_memory": "1MB"}})
+    logged = []
+    evolution = Evolution.start(cfg, tmp_path / "run", log=logged.append)
+    assert "merging on disk instead" in evolution.merger.describe()
+    space = evolution.genome
+    with evolution.merger.merged(space.to_merge_config(np.full(space.dim, 0.5))) as loaded:
+        assert loaded.path is not None  # a scratch folder: the disk merger did the work
+
+
+def test_bad_merger_options_name_the_option(tiny_world):
+    with pytest.raises(UserError, match=r"merger.options.max_mem: unknown option; valid options: device, max_memory, fallback"):
+        ResidentMerger(_config(tiny_world, merger={"name": "resident", "options": {"max_mem": "1GB"}}))
+    with pytest.raises(UserError, match=r"merger.options.max_memory"):
+        ResidentMerger(_config(tiny_world, merger={"name": "resident", "options": {"max_memory": "lots"}}))
+
+
+def test_resident_and_disk_runs_give_the_same_fitness_for_the_same_candidates(tiny_world, tmp_path):
+    results = {}
+    for merger in ("resident", "disk"):
+        data = demo_config(tiny_world, max_evaluations=4, population=4)
+        data.update(merge_method="dare_ties", merger=merger,
+                    genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 1}}})
+        run = Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)
+        results[merger] = RunStore(run.run_dir).records()
+    assert [r.merge_yaml for r in results["resident"]] == [r.merge_yaml for r in results["disk"]]
+    assert [r.tasks for r in results["resident"]] == [r.tasks for r in results["disk"]]
