@@ -150,8 +150,10 @@ class ResidentMerger:
             self.fallback = DiskMerger(config)
         self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
         self._model = None
-        self._model_key: str | None = None
+        self._model_key: int | None = None
         self._tokenizer = None
+        self._architectures: dict = {}
+        self._orders: dict = {}
 
     def describe(self) -> str:
         """One line for the run's log: where candidates are merged, and why."""
@@ -166,7 +168,7 @@ class ResidentMerger:
         """The resident model, built once per output architecture (a slice recipe may change the layer count)."""
         from transformers import AutoModelForCausalLM
 
-        key = out_config.to_json_string()
+        key = id(out_config)  # output configs are cached per architecture (`_architecture`), so identity is enough
         if self._model is None or key != self._model_key:
             self._model = None
             dtype = getattr(torch, self.config.dtype) if self.config.dtype else torch.float32
@@ -181,18 +183,54 @@ class ResidentMerger:
             self._sources[task] = None if tensor is None else tensor.to(self.device)
         return self._sources[task]
 
+    def _architecture(self, merge_config, options):
+        """mergekit's architecture and output config for a recipe; a recipe without slices always gets the same."""
+        from mergekit.architecture import get_architecture_info
+        from mergekit.merge import _model_out_config
+
+        key = None
+        if not (merge_config.slices or merge_config.modules):
+            key = (tuple(str(m) for m in merge_config.referenced_models()), merge_config.dtype, merge_config.out_dtype)
+            if key in self._architectures:
+                return self._architectures[key]
+        arch_info = get_architecture_info(merge_config, options)
+        out_config = _model_out_config(merge_config, arch_info, trust_remote_code=options.trust_remote_code)
+        if key is not None:
+            self._architectures[key] = (arch_info, out_config)
+        return arch_info, out_config
+
+    def _disk_order(self, save_tasks: list) -> list:
+        """The save tasks in the order mergekit's executor runs them for a disk merge of the same plan.
+
+        A seeded random method (DARE, DELLA) draws its masks in execution order, so matching `mergekit-yaml` bitwise
+        needs that order; it depends only on the plan's shape, so it is computed once (mergekit's own scheduler)
+        and reused for every candidate of that shape.
+        """
+        from mergekit.graph import TaskUniverse, build_schedule
+        from mergekit.io.tasks import SaveTensor
+
+        names = tuple(sorted(t.tensor_name for t in save_tasks))
+        if names not in self._orders:
+            universe = TaskUniverse()
+            handles = [universe.add_task(t) for t in save_tasks]
+            schedule = build_schedule(handles, cached_values={})
+            order = [h.task().tensor_name for h in schedule.tasks if isinstance(h.task(), SaveTensor)]
+            self._orders[names] = {name: i for i, name in enumerate(order)}
+        rank = self._orders[names]
+        return sorted(save_tasks, key=lambda t: rank[t.tensor_name])
+
     @torch.no_grad()
     def merge_into_model(self, merge_config, seed: int | None) -> torch.nn.Module:
-        """Run mergekit's disk plan for one recipe with cached sources and a writer that fills the resident model.
+        """Run mergekit's disk plan for one recipe, with cached sources and a writer that fills the resident model.
 
-        The graph is the one `run_merge` executes (so tasks run in the same order and a seeded random method draws
-        the same masks); its loads are answered from the cache and its tensor writer is `_ModelWriter`.
+        Each tensor goes through the very tasks `run_merge` would run (gather, merge method, save with its dtype
+        cast), in the same order and after the same seeding; only the loads are answered from the cache and the
+        writer is `_ModelWriter`. What mergekit's executor adds besides (a task graph, device moves, eviction) is
+        skipped: on a resident run it was a large share of a candidate's time.
         """
         import transformers
-        from mergekit.architecture import get_architecture_info
-        from mergekit.graph import Executor, TaskHandle, TaskUniverse
-        from mergekit.io.tasks import LoaderCache, LoadTensor, TensorWriterTask
-        from mergekit.merge import _model_out_config
+        from mergekit.io.tasks import LoaderCache, SaveTensor
+        from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
         from mergekit.plan import MergePlanner
 
         merge_config = merge_config.model_copy(deep=True)  # the planner rewrites it in place
@@ -200,26 +238,22 @@ class ResidentMerger:
             raise UserError("merger: the resident merger keeps the base tokenizer; recipes that merge tokenizers need `merger: disk`")
         options = merge_options(seed, self.device)
         LoaderCache().setup(options=options)
-        arch_info = get_architecture_info(merge_config, options)
-        out_config = _model_out_config(merge_config, arch_info, trust_remote_code=options.trust_remote_code)
+        arch_info, out_config = self._architecture(merge_config, options)
         model = self._output_model(out_config)
         targets = MergePlanner(merge_config, arch_info, options=options, out_model_config=out_config).plan_to_disk(
             out_path="(resident)"
         )
-        universe = TaskUniverse()
-        handles = [universe.add_task(t) for t in targets]
         writer = _ModelWriter(model)
-        cached = {}
-        for i, task in enumerate(universe.tasks):
-            if isinstance(task, LoadTensor):
-                cached[TaskHandle(universe, i)] = self._load(task)
-            elif isinstance(task, TensorWriterTask):
-                cached[TaskHandle(universe, i)] = writer
         if seed is not None:
             transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
-        Executor(handles, math_device=self.device, storage_device=self.device, cached_values=cached).execute()
-        if not writer.finalized:
-            raise RuntimeError("mergekit's plan ended without finalizing the model")
+        for save in self._disk_order([t for t in targets if isinstance(t, SaveTensor)]):
+            merge = save.tensor_task
+            if not isinstance(merge, ExecuteMergeMethodTask) or type(merge.gather_tensors).__name__ != "GatherTensors":
+                raise UserError(f"merger: the resident merger cannot run {save.tensor_name}'s plan; use `merger: disk`")
+            gather = merge.gather_tensors
+            loads = {key: self._load(task) for key, task in gather.arguments().items()}
+            save.execute(writer=writer, tensor=merge.execute(tensors=gather.execute(**loads)))
+        writer.finalize()
         return model
 
     def _tokenizer_for(self, merge_config):
@@ -261,7 +295,6 @@ class _ModelWriter:
             self.destinations[name] = None if pointer in seen else tensor
             seen.add(pointer)
         self.written: set[str] = set()
-        self.finalized = False
 
     def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
         if name not in self.destinations:
@@ -275,7 +308,6 @@ class _ModelWriter:
         missing = [n for n, t in self.destinations.items() if t is not None and n not in self.written]
         if missing:
             raise RuntimeError(f"the merge left {len(missing)} tensors of the output model unset, e.g. {missing[0]}")
-        self.finalized = True
 
 
 @hookimpl
