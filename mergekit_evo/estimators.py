@@ -14,10 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_evo.config import parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.responses import ResponseSource
 
 
 class Estimator:
-    """Base class: choose item indices per task once, then turn per-item scores into an estimate."""
+    """Base class: choose item indices per task once, then turn per-item scores into an estimate.
+
+    The run calls `prepare` once before `select`; estimators that learn from data (IRT) score models on whole item
+    sets there, through the run's `responses.ResponseSource`, and keep what they fit with the run.
+    """
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -28,6 +33,9 @@ class Estimator:
 
     def task_rng(self, task: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(task.encode())])
+
+    def prepare(self, source: ResponseSource) -> None:
+        """Learn what `select` and `estimate` need; the base estimators need nothing."""
 
     def select(self, task: str, n_items: int) -> np.ndarray:
         return np.arange(n_items)

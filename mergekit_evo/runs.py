@@ -48,7 +48,7 @@ class CandidateRecord:
         return self.status == "ok"
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write atomically: a reader sees the old file or the new one, never half of either."""
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as f:
@@ -73,7 +73,7 @@ class RunStore:
             )
         (store.path / "checkpoints").mkdir(parents=True, exist_ok=True)
         data = config.model_dump(mode="json", exclude={"run_dir"})
-        _fsync_write(store.path / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+        write_atomically(store.path / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
         return store
 
     @classmethod
@@ -122,7 +122,7 @@ class RunStore:
         return self.path / "checkpoints" / f"gen-{generation:04d}.pkl"
 
     def save_checkpoint(self, generation: int, state: dict) -> None:
-        _fsync_write(self.checkpoint_path(generation), pickle.dumps(state))
+        write_atomically(self.checkpoint_path(generation), pickle.dumps(state))
 
     def latest_checkpoint(self) -> tuple[int, dict] | None:
         paths = sorted((self.path / "checkpoints").glob("gen-*.pkl"))
@@ -136,14 +136,14 @@ class RunStore:
         return json.loads(path.read_text()) if path.exists() else None
 
     def write_json(self, name: str, data: Any) -> None:
-        _fsync_write(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
+        write_atomically(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
 
     def write_text(self, name: str, text: str) -> None:
-        _fsync_write(self.path / name, text.encode())
+        write_atomically(self.path / name, text.encode())
 
     def write_lines(self, name: str, rows: list[Any]) -> None:
         """A JSON-lines file, replaced atomically as a whole."""
-        _fsync_write(self.path / name, "".join(json.dumps(row) + "\n" for row in rows).encode())
+        write_atomically(self.path / name, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
 def score_by(record: CandidateRecord, by: str = "weighted") -> float:

@@ -22,6 +22,7 @@ from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.merging import LoadedModel
 from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
 from mergekit_evo.pareto import pareto_front, write_front
+from mergekit_evo.responses import RunResponses
 from mergekit_evo.runs import CandidateRecord, RunStore, best_record, score_by
 
 
@@ -63,7 +64,7 @@ class Evolution:
             )
         optimizer_cls.check_options(config.optimizer.options, n_objectives)
         self.optimizer_cls = optimizer_cls
-        self.selection = self._selection()
+        self.selection: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------------------ construction
 
@@ -79,18 +80,43 @@ class Evolution:
         store, config = RunStore.open(run_dir)
         return cls(config, store, log=log)
 
-    def _selection(self) -> dict[str, list[int]]:
-        """Item indices per task, drawn once; a resumed run checks it would draw the same ones."""
+    def _select_items(self, progress: bool) -> None:
+        """Prepare the estimator, then draw the items per task once; a resumed run checks it draws the same ones."""
+        self.estimator.prepare(RunResponses(
+            self.store.path, {n: t.item_ids for n, t in self.tasks.items()}, self.genome.dim, self.config.seed,
+            score_source=self._score_source_fully, score_point=self._score_point_fully, log=self.log,
+            progress=progress, refs=self.input_refs,
+        ))
         selection = {
             name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
         }
         saved = self.store.read_json("selection.json")
-        if saved is not None:
-            if {k: v["indices"] for k, v in saved.items()} != selection:
-                raise UserError(f"{self.store.path}: the task items changed since the run started; start a new run")
-        return selection
+        if saved is None:
+            self.store.write_json("selection.json", {
+                n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in selection.items()
+            })
+        elif {k: v["indices"] for k, v in saved.items()} != selection:
+            raise UserError(f"{self.store.path}: the task items changed since the run started; start a new run")
+        self.selection = selection
+
+    def _score_fully(self, model: LoadedModel) -> dict[str, np.ndarray]:
+        return {name: np.asarray(task.score(model, range(len(task.item_ids))), dtype=float)
+                for name, task in self.tasks.items()}
+
+    def _score_source_fully(self, ref: str) -> dict[str, np.ndarray]:
+        with self.merger.source(ref) as model:
+            return self._score_fully(model)
+
+    def _score_point_fully(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with self.merger.merged(self.genome.to_merge_config(x), seed=self.config.seed) as model:
+            return self._score_fully(model)
 
     # ------------------------------------------------------------------------------ scoring
+
+    @property
+    def input_refs(self) -> list[str]:
+        """The models being merged and the base, each once."""
+        return list(dict.fromkeys(self.config.models + ([self.config.base_model] if self.config.base_model else [])))
 
     def _score(self, model: LoadedModel) -> dict[str, dict]:
         results = {}
@@ -149,8 +175,7 @@ class Evolution:
     def score_parents(self) -> dict[str, dict]:
         """The input models on the same items (and held-out items), scored once and kept in parents.json."""
         parents = self.store.read_json("parents.json") or {}
-        refs = list(dict.fromkeys(self.config.models + ([self.config.base_model] if self.config.base_model else [])))
-        for ref in refs:
+        for ref in self.input_refs:
             if ref in parents:
                 continue
             self.log(f"scoring input model {ref}")
@@ -173,14 +198,10 @@ class Evolution:
         )
 
     def run(self, progress: bool = True) -> RunResult:
-        if self.store.read_json("selection.json") is None:
-            self.store.write_json(
-                "selection.json",
-                {n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in self.selection.items()},
-            )
         describe = getattr(self.merger, "describe", None)
         if describe is not None:
             self.log(describe())
+        self._select_items(progress)
         parents = self.score_parents()
         records = self.store.records()
         checkpoint = self.store.latest_checkpoint()

@@ -1,0 +1,163 @@
+"""Whole-item-set responses for estimators that learn from data (IRT): the input models and sample merges.
+
+An estimator that fits a model of the items (MERGE3's IRT) needs per-item scores of several models on every search
+item before the search starts. The run provides them through `RunResponses`: each scored model is appended and
+fsynced to `responses.jsonl` in the run directory as soon as it is scored, so a killed run resumes without scoring
+it again, and the estimator can keep what it fitted beside it (`estimator/NAME.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+Scores = dict[str, np.ndarray]  # task name -> one score per item of its search split, in item order
+
+
+class ResponseSource(Protocol):
+    """What `Estimator.prepare` may ask of the run."""
+
+    item_ids: dict[str, list[str]]  # the search items of each task, in order
+    dim: int  # genome dimension: merges are asked for as points of [0,1]^dim
+    seed: int
+
+    def endpoints(self) -> dict[str, Scores]:
+        """Every input model (base included) on every search item, by model reference."""
+
+    def merges(self, points: np.ndarray) -> list[Scores | None]:
+        """Merges at these genome points on every search item; None where a merge or its scoring failed."""
+
+    def load(self, name: str) -> Any:
+        """What the estimator saved under `name` in this run, or None."""
+
+    def save(self, name: str, data: Any) -> None:
+        """Keep JSON-able `data` with the run (atomically), for a resumed run to `load`."""
+
+    def log(self, message: str) -> None: ...
+
+
+def point_key(x: np.ndarray) -> str:
+    return "merge:" + json.dumps([round(float(v), 6) for v in x])
+
+
+class RunResponses:
+    """`ResponseSource` over a run: scores through the run's merger and task backends, cached in its directory."""
+
+    def __init__(self, run_dir: Path, item_ids: dict[str, list[str]], dim: int, seed: int,
+                 score_source: Callable[[str], Scores], score_point: Callable[[np.ndarray], Scores],
+                 refs: list[str], log: Callable[[str], None] = print, progress: bool = True):
+        self.path = Path(run_dir) / "responses.jsonl"
+        self.state_dir = Path(run_dir) / "estimator"
+        self.item_ids, self.dim, self.seed = item_ids, dim, seed
+        self._score_source, self._score_point, self._refs = score_source, score_point, refs
+        self._log, self._progress = log, progress
+        self._cache = self._read()
+
+    def log(self, message: str) -> None:
+        self._log(message)
+
+    def _read(self) -> dict[str, Scores | None]:
+        cache: dict[str, Scores | None] = {}
+        if not self.path.exists():
+            return cache
+        raw = self.path.read_bytes()
+        good = 0
+        for line in raw.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break  # a kill mid-write: the torn line was never complete
+            row = json.loads(line)
+            cache[row["key"]] = None if row["tasks"] is None else {k: np.asarray(v) for k, v in row["tasks"].items()}
+            good += len(line)
+        if good != len(raw):
+            with self.path.open("r+b") as f:
+                f.truncate(good)
+        return cache
+
+    def _append(self, key: str, scores: Scores | None, error: str | None = None) -> None:
+        row = {"key": key, "tasks": None if scores is None else {k: v.tolist() for k, v in scores.items()}}
+        if error:
+            row["error"] = error
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._cache[key] = scores
+
+    def _collect(self, keys: list[str], score: Callable[[int], Scores], what: str) -> list[Scores | None]:
+        todo = [i for i, k in enumerate(keys) if k not in self._cache]
+        if todo:
+            n_items = sum(len(v) for v in self.item_ids.values())
+            self.log(f"scoring {len(todo)} {what} on all {n_items} search items, for the estimator")
+            for i in tqdm(todo, desc=what, disable=not self._progress):
+                try:
+                    self._append(keys[i], score(i))
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as e:  # a broken sample merge is left out of the fit, not fatal
+                    self._append(keys[i], None, f"{type(e).__name__}: {e}")
+        return [self._cache[k] for k in keys]
+
+    def endpoints(self) -> dict[str, Scores]:
+        keys = [f"endpoint:{ref}" for ref in self._refs]
+        scores = self._collect(keys, lambda i: self._score_source(self._refs[i]), "input models")
+        missing = [ref for ref, s in zip(self._refs, scores) if s is None]
+        if missing:
+            raise RuntimeError(f"input model {missing[0]} could not be scored; see {self.path}")
+        return dict(zip(self._refs, scores))
+
+    def merges(self, points: np.ndarray) -> list[Scores | None]:
+        points = np.asarray(points, dtype=float)
+        keys = [point_key(x) for x in points]
+        return self._collect(keys, lambda i: self._score_point(points[i]), "calibration merges")
+
+    def load(self, name: str) -> Any:
+        path = self.state_dir / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def save(self, name: str, data: Any) -> None:
+        from mergekit_evo.runs import write_atomically
+
+        self.state_dir.mkdir(exist_ok=True)
+        write_atomically(self.state_dir / f"{name}.json", json.dumps(data).encode())
+
+
+class StaticResponses:
+    """`ResponseSource` outside a run: given endpoint scores and a function that scores a genome point.
+
+    For benchmarks and tests of estimators; merges are scored on first request and remembered.
+    """
+
+    def __init__(self, item_ids: dict[str, list[str]], dim: int, seed: int, endpoints: dict[str, Scores],
+                 score_point: Callable[[np.ndarray], Scores]):
+        self.item_ids, self.dim, self.seed = item_ids, dim, seed
+        self._endpoints, self._score_point = endpoints, score_point
+        self._merges: dict[str, Scores] = {}
+        self._state: dict[str, Any] = {}
+        self.messages: list[str] = []
+
+    def endpoints(self) -> dict[str, Scores]:
+        return self._endpoints
+
+    def merges(self, points: np.ndarray) -> list[Scores | None]:
+        out = []
+        for x in np.asarray(points, dtype=float):
+            key = point_key(x)
+            if key not in self._merges:
+                self._merges[key] = self._score_point(x)
+            out.append(self._merges[key])
+        return out
+
+    def load(self, name: str) -> Any:
+        return self._state.get(name)
+
+    def save(self, name: str, data: Any) -> None:
+        self._state[name] = json.loads(json.dumps(data))
+
+    def log(self, message: str) -> None:
+        self.messages.append(message)

@@ -1,0 +1,95 @@
+"""IRT estimators in whole runs on the tiny world: cheaper per candidate, resumable, and as good as full scoring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mergekit_evo.config import parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.runs import RunStore
+from mergekit_evo.search import Evolution
+from mergekit_evo.testing import interrupted_copy
+
+BUDGET = 32
+
+
+def _run(world, folder, estimator):
+    data = demo_config(world, max_evaluations=BUDGET, optimizer="cma", population=8)
+    data["estimator"] = estimator
+    return Evolution.start(parse_config(data, world), folder, log=lambda _: None).run(progress=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_world, tmp_path_factory):
+    root = tmp_path_factory.mktemp("irt-runs")
+    return {
+        "full": _run(tiny_world, root / "full", {"name": "full"}),
+        "gmp-irt": _run(tiny_world, root / "gmp", {"name": "gmp-irt", "options": {"n": 20, "calibration": 8}}),
+    }
+
+
+def _items_scored(run) -> int:
+    """Every item score the run computed: its candidates, and the estimator's response data."""
+    per_candidate = sum(len(t["scores"]) for r in run.records if r.cached_from is None for t in r.tasks.values())
+    responses = run.run_dir / "responses.jsonl"
+    upfront = sum(
+        sum(len(v) for v in json.loads(line)["tasks"].values()) for line in responses.read_text().splitlines()
+    ) if responses.exists() else 0
+    return per_candidate + upfront
+
+
+def test_the_estimator_scores_inputs_and_calibration_merges_once_then_only_anchors(runs):
+    run = runs["gmp-irt"]
+    responses = (run.run_dir / "responses.jsonl").read_text().splitlines()
+    assert len(responses) == 3 + 8  # math_a, lang_b, base and the calibration merges
+    assert all(len(json.loads(line)["tasks"]["math_a"]) == 128 for line in responses)
+    saved = json.loads((run.run_dir / "estimator" / "irt.json").read_text())
+    assert set(saved["tasks"]) == {"math_a", "facts_b"}
+    selection = json.loads((run.run_dir / "selection.json").read_text())
+    for task in ("math_a", "facts_b"):
+        anchors = selection[task]["indices"]
+        assert 1 <= len(anchors) <= 20
+        assert all(len(r.tasks[task]["scores"]) == len(anchors) for r in run.records)
+
+
+def test_gmp_irt_finds_as_good_a_merge_as_full_scoring_at_a_fraction_of_the_items(runs):
+    full, gmp = runs["full"], runs["gmp-irt"]
+    heldout = {name: np.mean(list(run.best_heldout.values())) for name, run in runs.items()}
+    assert heldout["gmp-irt"] >= heldout["full"] - 0.03, heldout
+    assert all(heldout[n] > max(p["fitness"] for p in runs[n].parents.values()) for n in heldout)  # beats parents
+    assert _items_scored(gmp) < 0.6 * _items_scored(full)
+
+
+def test_a_killed_irt_run_resumes_without_refitting_or_rescoring(runs, tmp_path):
+    original = runs["gmp-irt"]
+    copy = interrupted_copy(original.run_dir, tmp_path / "killed", keep=12)
+    responses = (copy / "responses.jsonl").read_bytes()
+    fitted = (copy / "estimator" / "irt.json").read_bytes()
+    resumed = Evolution.resume(copy, log=lambda _: None).run(progress=False)
+    assert (copy / "responses.jsonl").read_bytes() == responses
+    assert (copy / "estimator" / "irt.json").read_bytes() == fitted
+    assert [r.genome for r in resumed.records] == [r.genome for r in original.records]
+    assert [r.fitness for r in resumed.records] == [r.fitness for r in original.records]
+
+
+def test_responses_of_a_killed_preparation_are_kept(tiny_world, tmp_path):
+    data = demo_config(tiny_world, max_evaluations=2, population=2)
+    data["estimator"] = {"name": "mp-irt", "options": {"n": 10, "calibration": 2}}
+    run = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    lines = (run.run_dir / "responses.jsonl").read_bytes().splitlines(keepends=True)
+    # as if killed while scoring the second calibration merge, mid-write, before anything was fitted
+    (run.run_dir / "responses.jsonl").write_bytes(b"".join(lines[:4]) + lines[4][:50])
+    (run.run_dir / "estimator" / "irt.json").unlink()
+    store = RunStore(run.run_dir)
+    store.candidates_path.write_text("")
+    for checkpoint in (run.run_dir / "checkpoints").glob("*.pkl"):
+        checkpoint.unlink()
+    (run.run_dir / "selection.json").unlink()
+    logged = []
+    Evolution.resume(run.run_dir, log=logged.append).run(progress=False)
+    assert any("scoring 1 calibration merges" in line for line in logged), logged
+    assert not any("input models" in line for line in logged)
+    assert (run.run_dir / "responses.jsonl").read_bytes().splitlines(keepends=True)[:4] == lines[:4]
