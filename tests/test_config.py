@@ -101,7 +101,7 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml"])
+@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 

@@ -1,0 +1,148 @@
+"""lm-eval tasks as fitness, through the real lm-eval harness, offline, on the tiny world's task YAMLs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mergekit_evo.config import TaskConfig, parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.errors import UserError
+from mergekit_evo.merging import load_model
+from mergekit_evo.runs import RunStore
+from mergekit_evo.search import Evolution
+from mergekit_evo.tasks import NativeTask
+from mergekit_evo_lmeval.backend import LmEvalTask
+
+
+def _lm_eval_task(world, skill="math_a", split="search", **options):
+    include = [str(world / "tasks" / "lm_eval")]
+    return LmEvalTask(TaskConfig(name=skill, backend="lm-eval", batch_size=64,
+                                 options={"task": f"tiny_{skill}_mc_{split}", "include_path": include, **options}))
+
+
+def _lm_eval_tasks(world):
+    """The demo's two tasks, named as the tiny world's lm-eval YAMLs, with the held-out splits."""
+    include = [str(world / "tasks" / "lm_eval")]
+    return [{"name": skill, "backend": "lm-eval",
+             "options": {"task": f"tiny_{skill}_mc_search", "test_task": f"tiny_{skill}_mc_test",
+                         "include_path": include}}
+            for skill in ("math_a", "facts_b")]
+
+
+@pytest.mark.parametrize("model", ["models/lang_b", "models/base", "merges/task_arithmetic_1.0"])
+@pytest.mark.parametrize("skill", ["math_a", "facts_b"])
+def test_lm_eval_gives_the_native_backends_per_item_correctness(tiny_world, model, skill):
+    loaded = load_model(tiny_world / model)
+    through_lm_eval = _lm_eval_task(tiny_world, skill)
+    native = NativeTask(TaskConfig(name=skill, items=tiny_world / "tasks" / f"{skill}.search.jsonl"))
+    assert through_lm_eval.item_ids == [str(i) for i in range(len(native.item_ids))]
+    every = range(len(native.item_ids))
+    ours, theirs = through_lm_eval.score(loaded, every), native.score(loaded, every)
+    np.testing.assert_array_equal(ours, theirs)
+    assert 0 < ours.mean() < 1 or model.endswith("lang_b")  # a mix of right and wrong answers: a real comparison
+
+
+def test_generation_tasks_match_the_native_exact_match_too(tiny_world):
+    loaded = load_model(tiny_world / "merges" / "task_arithmetic_1.0")
+    include = [str(tiny_world / "tasks" / "lm_eval")]
+    through_lm_eval = LmEvalTask(TaskConfig(name="math_a", backend="lm-eval",
+                                            options={"task": "tiny_math_a_gen_search", "include_path": include}))
+    native = NativeTask(TaskConfig(name="math_a", mode="gen", items=tiny_world / "tasks" / "math_a.search.jsonl"))
+    assert through_lm_eval.metric == "exact_match"
+    ours, theirs = through_lm_eval.score(loaded, range(128)), native.score(loaded, range(128))
+    np.testing.assert_array_equal(ours, theirs)
+    assert 0 < ours.mean() < 1
+
+
+def test_scoring_a_subset_evaluates_only_those_items(tiny_world, monkeypatch):
+    from lm_eval.models.huggingface import HFLM
+
+    requests = []
+    original = HFLM.loglikelihood
+
+    def counting(self, reqs, disable_tqdm=False):
+        requests.extend(reqs)
+        return original(self, reqs, disable_tqdm=disable_tqdm)
+
+    monkeypatch.setattr(HFLM, "loglikelihood", counting)
+    task = _lm_eval_task(tiny_world)
+    subset = sorted(np.random.default_rng(0).choice(128, 20, replace=False).tolist())
+    scores = task.score(load_model(tiny_world / "models" / "lang_b"), subset)
+    assert task.evaluated == subset
+    assert len(requests) == 20 * 4  # four choices per item, and nothing else
+    assert {r.doc_id for r in requests} == set(range(20))  # lm-eval numbers the documents it was given
+    assert len(scores) == 20
+
+
+def test_the_same_model_object_is_wrapped_once(tiny_world):
+    task = _lm_eval_task(tiny_world)
+    loaded = load_model(tiny_world / "models" / "math_a")
+    task.score(loaded, [0, 1])
+    wrapper = task._lm
+    task.score(loaded, [2, 3])
+    assert task._lm is wrapper
+
+
+def test_an_evolution_with_lm_eval_tasks_records_per_item_scores(tiny_world, tmp_path):
+    data = demo_config(tiny_world, max_evaluations=6, population=3)
+    data.update(tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}})
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    records = RunStore(tmp_path / "run").records()
+    assert len(records) == 6 and all(r.ok for r in records)
+    assert all(len(r.tasks[t]["scores"]) == 16 for r in records for t in ("math_a", "facts_b"))
+    assert all(set(r.tasks["math_a"]["scores"]) <= {0.0, 1.0} for r in records)
+    assert set(result.best_heldout) == {"math_a", "facts_b"}  # the test_task splits, scored once for the best
+
+
+def test_full_lm_eval_runs_every_document_of_the_task(tiny_world, tmp_path):
+    data = demo_config(tiny_world, max_evaluations=1, population=1)
+    data.update(tasks=_lm_eval_tasks(tiny_world)[:1], estimator={"name": "full-lm-eval"})
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    assert len(result.records[0].tasks["math_a"]["scores"]) == 128
+    assert result.records[0].fitness == pytest.approx(np.mean(result.records[0].tasks["math_a"]["scores"]))
+
+
+def test_limit_keeps_the_first_documents(tiny_world):
+    assert _lm_eval_task(tiny_world, limit=10).item_ids == [str(i) for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"task": "tiny_math_a_mc_serch"}, ["tasks.math_a.options.task", "lm-eval has no task", "tiny_math_a_mc_search"]),
+        ({"metric": "f1"}, ["tasks.math_a.options.metric", "reports no metric 'f1'", "acc"]),
+        ({"fewshot": 2}, ["tasks.math_a.options.fewshot: unknown option", "num_fewshot"]),
+        ({"model": "vllm"}, ["tasks.math_a.options.model", "vllm"]),
+        ({"include_path": ["/no/such/folder"]}, ["include_path", "not a folder"]),
+    ],
+)
+def test_bad_task_options_are_refused_in_one_line(tiny_world, options, words):
+    base = {"task": "tiny_math_a_mc_search", "include_path": [str(tiny_world / "tasks" / "lm_eval")]}
+    with pytest.raises(UserError) as e:
+        LmEvalTask(TaskConfig(name="math_a", backend="lm-eval", options={**base, **options}))
+    message = str(e.value)
+    assert all(w in message for w in words), message
+    assert "\n" not in message
+
+
+def test_an_unknown_task_name_is_one_line_from_the_cli_with_close_matches(tiny_world, tmp_path):
+    data = demo_config(tiny_world)
+    tasks = _lm_eval_tasks(tiny_world)
+    tasks[0]["options"]["task"] = "tiny_math_a_mc_serch"
+    data["tasks"] = tasks
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    exe = str(Path(sys.executable).parent / "mergekit-evo")
+    result = subprocess.run([exe, "run", str(path), "--run-dir", str(tmp_path / "run")], capture_output=True,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "lm-eval has no task 'tiny_math_a_mc_serch'; did you mean tiny_math_a_mc_search" in lines[0]
