@@ -150,7 +150,7 @@ class ResidentMerger:
             self.fallback = DiskMerger(config)
         self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
         self._model = None
-        self._model_key: int | None = None
+        self._model_config = None
         self._tokenizer = None
         self._architectures: dict = {}
         self._orders: dict = {}
@@ -168,13 +168,16 @@ class ResidentMerger:
         """The resident model, built once per output architecture (a slice recipe may change the layer count)."""
         from transformers import AutoModelForCausalLM
 
-        key = id(out_config)  # output configs are cached per architecture (`_architecture`), so identity is enough
-        if self._model is None or key != self._model_key:
+        same = self._model_config is not None and (
+            out_config is self._model_config  # the usual case: `_architecture` hands out the same cached object
+            or out_config.to_json_string() == self._model_config.to_json_string()
+        )
+        if self._model is None or not same:
             self._model = None
             dtype = getattr(torch, self.config.dtype) if self.config.dtype else torch.float32
             with torch.device(self.device):
                 model = AutoModelForCausalLM.from_config(out_config, dtype=dtype)
-            self._model, self._model_key = model.eval(), key
+            self._model, self._model_config = model.eval(), out_config
         return self._model
 
     def _load(self, task) -> torch.Tensor | None:
