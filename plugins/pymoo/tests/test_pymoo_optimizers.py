@@ -216,7 +216,7 @@ def test_the_multi_objective_demo_prints_the_front_and_best_picks_by_one_objecti
     exe = str(Path(sys.executable).parent / "mergekit-evo")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run_dir = tmp_path / "demo"
-    demo = subprocess.run([exe, "demo", "--multi-objective", "--max-evaluations", "8", "--run-dir", str(run_dir)],
+    demo = subprocess.run([exe, "demo", "--multi-objective", "--max-evaluations", "4", "--run-dir", str(run_dir)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert demo.returncode == 0, demo.stderr
     assert "optimizer `nsga2`" in demo.stdout and "Pareto front" in demo.stdout
