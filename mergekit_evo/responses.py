@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from mergekit_evo.runs import write_atomically
+
 Scores = dict[str, np.ndarray]  # task name -> one score per item of its search split, in item order
 
 
@@ -121,8 +123,6 @@ class RunResponses:
         return json.loads(path.read_text()) if path.exists() else None
 
     def save(self, name: str, data: Any) -> None:
-        from mergekit_evo.runs import write_atomically
-
         self.state_dir.mkdir(exist_ok=True)
         write_atomically(self.state_dir / f"{name}.json", json.dumps(data).encode())
 

@@ -189,9 +189,10 @@ class IRTEstimator(Estimator):
         judged = calibration_y if len(calibration_y) >= 2 else responses
         truth = judged.mean(axis=1)
         anchor_est = judged[:, anchors] @ weights
-        p_est = np.array([_p_irt_of(y[anchors], fit_) for y in judged])
+        thetas = fit_abilities(judged[:, anchors], params.take(anchors), o.priors.theta)  # as p-IRT fits them
+        p_est = np.array([p_irt(y[anchors], anchors, params, theta) for y, theta in zip(judged, thetas)])
         mp_est = np.array([_mp_irt_of(y[anchors], fit_) for y in judged])
-        p_anchor = params.take(anchors).prob(fit_abilities(judged[:, anchors], params.take(anchors), o.priors.theta))
+        p_anchor = params.take(anchors).prob(thetas)
         variance = float(np.mean((p_anchor * (1 - p_anchor)) @ (weights**2)))
         fit_.lam = mixing_weight(float(np.mean((p_est - truth) ** 2)), variance) if o.mixing == "data" else o.mixing
         fit_.delta = mixing_weight(float(np.mean((mp_est - truth) ** 2)), variance) if o.mixing == "data" else o.mixing
@@ -207,8 +208,8 @@ class IRTEstimator(Estimator):
         return weighted_accuracy(np.asarray(scores, dtype=float), self.fits[task].weights)
 
 
-def _p_irt_of(y: np.ndarray, f: TaskFit) -> float:
-    theta = fit_abilities(y[None], f.params.take(f.anchors))[0]
+def _p_irt_of(y: np.ndarray, f: TaskFit, theta_sd: float) -> float:
+    theta = fit_abilities(y[None], f.params.take(f.anchors), theta_sd)[0]
     return p_irt(y, f.anchors, f.params, theta)
 
 
@@ -221,7 +222,7 @@ class PIRTEstimator(IRTEstimator):
     """p-IRT: anchor accuracy plus the IRT prediction on unseen items, for an ability fitted on the anchors."""
 
     def estimate(self, task, indices, scores):
-        return _p_irt_of(np.asarray(scores, dtype=float), self.fits[task])
+        return _p_irt_of(np.asarray(scores, dtype=float), self.fits[task], self.options.priors.theta)
 
 
 class GPIRTEstimator(IRTEstimator):
@@ -229,7 +230,7 @@ class GPIRTEstimator(IRTEstimator):
 
     def estimate(self, task, indices, scores):
         y, f = np.asarray(scores, dtype=float), self.fits[task]
-        return mix(weighted_accuracy(y, f.weights), _p_irt_of(y, f), f.lam)
+        return mix(weighted_accuracy(y, f.weights), _p_irt_of(y, f, self.options.priors.theta), f.lam)
 
 
 class MPIRTEstimator(IRTEstimator):
