@@ -45,7 +45,7 @@ def scorer(world, merger_name: str = "resident"):
         with merger.source(ref) as model:
             return score(model)
 
-    refs = config.models + [config.base_model]
+    refs = config.input_refs()
     return {n: t.item_ids for n, t in tasks.items()}, genome.dim, refs, score_ref, score_point
 
 

@@ -208,13 +208,13 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
       mergekit-yaml runs/demo/best.yaml ./merged-again      # the same model, with mergekit alone
       mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
-    from mergekit_evo.config import close_matches
+    from mergekit_evo.config import best_by_rules, close_matches
     from mergekit_evo.merging import merge_to_disk, parse_merge_config
     from mergekit_evo.runs import RunStore, best_record, score_by
 
     store, cfg = RunStore.open(run_dir)
     by = by or cfg.best_by
-    rules = ["weighted"] + [t.name for t in cfg.tasks]
+    rules = best_by_rules(cfg.tasks)
     if by not in rules:
         raise UserError(f"--by: must be 'weighted' or a task name; {close_matches(by, rules)}")
     record = best_record(store.records(), by)

@@ -101,6 +101,11 @@ class BudgetConfig(_Strict):
     max_seconds: float | None = Field(None, gt=0)
 
 
+def best_by_rules(tasks: list[TaskConfig]) -> list[str]:
+    """What `best_by` may name: the weighted fitness, or one task."""
+    return ["weighted"] + [t.name for t in tasks]
+
+
 class EvolveConfig(_Strict):
     models: list[str] = Field(min_length=1)
     base_model: str | None = None
@@ -131,10 +136,14 @@ class EvolveConfig(_Strict):
     @field_validator("best_by")
     @classmethod
     def _best_by_names_a_rule(cls, v: str, info: ValidationInfo) -> str:
-        rules = ["weighted"] + [t.name for t in info.data.get("tasks") or []]
+        rules = best_by_rules(info.data.get("tasks") or [])
         if v not in rules:
             raise ValueError(f"must be 'weighted' or a task name; {close_matches(v, rules)}")
         return v
+
+    def input_refs(self) -> list[str]:
+        """The models being merged and the base, each once: every model a run loads as it is."""
+        return list(dict.fromkeys(self.models + ([self.base_model] if self.base_model else [])))
 
     def objective_names(self) -> list[str]:
         return ["fitness"] if self.objectives == "weighted" else [t.name for t in self.tasks]

@@ -113,9 +113,8 @@ def tensor_sizes(model_dir: Path, dtype: str | None) -> list[int]:
     return sizes
 
 
-def plan_memory(models: list[str], base_model: str | None, dtype: str | None, device: str,
-                max_memory: int | None) -> MemoryPlan:
-    refs = list(dict.fromkeys(models + ([base_model] if base_model else [])))
+def plan_memory(refs: list[str], dtype: str | None, device: str, max_memory: int | None) -> MemoryPlan:
+    """What merging `refs` (the input models, base included) in memory needs, against what the device offers."""
     per_model = [tensor_sizes(Path(ref), dtype) for ref in refs]
     sources = sum(sum(s) for s in per_model)
     output = max((sum(s) for s in per_model), default=0)
@@ -135,11 +134,9 @@ class ResidentMerger:
         self.config = config
         self.options: ResidentOptions = parse_plugin_options(ResidentOptions, config.merger.options, "merger.options")
         self.device = resolve_device(self.options.device)
-        local = all(Path(ref).is_dir() for ref in config.models + ([config.base_model] if config.base_model else []))
-        self.plan = (
-            plan_memory(config.models, config.base_model, config.dtype, self.device, self.options.max_memory)
-            if local else None
-        )
+        refs = config.input_refs()
+        local = all(Path(ref).is_dir() for ref in refs)
+        self.plan = plan_memory(refs, config.dtype, self.device, self.options.max_memory) if local else None
         self.fallback: DiskMerger | None = None
         if self.plan is not None and not self.plan.fits:
             if self.options.fallback == "error":

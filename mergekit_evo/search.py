@@ -85,7 +85,7 @@ class Evolution:
         self.estimator.prepare(RunResponses(
             self.store.path, {n: t.item_ids for n, t in self.tasks.items()}, self.genome.dim, self.config.seed,
             score_source=self._score_source_fully, score_point=self._score_point_fully, log=self.log,
-            progress=progress, refs=self.input_refs,
+            progress=progress, refs=self.config.input_refs(),
         ))
         selection = {
             name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
@@ -112,11 +112,6 @@ class Evolution:
             return self._score_fully(model)
 
     # ------------------------------------------------------------------------------ scoring
-
-    @property
-    def input_refs(self) -> list[str]:
-        """The models being merged and the base, each once."""
-        return list(dict.fromkeys(self.config.models + ([self.config.base_model] if self.config.base_model else [])))
 
     def _score(self, model: LoadedModel) -> dict[str, dict]:
         results = {}
@@ -175,7 +170,7 @@ class Evolution:
     def score_parents(self) -> dict[str, dict]:
         """The input models on the same items (and held-out items), scored once and kept in parents.json."""
         parents = self.store.read_json("parents.json") or {}
-        for ref in self.input_refs:
+        for ref in self.config.input_refs():
             if ref in parents:
                 continue
             self.log(f"scoring input model {ref}")

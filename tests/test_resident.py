@@ -103,13 +103,13 @@ def test_a_random_method_depends_on_the_seed_and_only_on_it(tiny_world):
 
 
 def test_the_memory_plan_counts_sources_output_and_working_space(tiny_world):
-    models = [str(tiny_world / "models" / m) for m in ("math_a", "lang_b")]
-    plan = plan_memory(models, str(tiny_world / "models" / "base"), "float32", "cpu", None)
+    refs = [str(tiny_world / "models" / m) for m in ("math_a", "lang_b", "base")]
+    plan = plan_memory(refs, "float32", "cpu", None)
     one_model = (tiny_world / "models" / "base" / "model.safetensors").stat().st_size
     assert plan.sources == pytest.approx(3 * one_model, rel=0.01)
     assert plan.output == pytest.approx(one_model, rel=0.01)
     assert 0 < plan.working < plan.sources
-    half = plan_memory(models, str(tiny_world / "models" / "base"), "bfloat16", "cpu", None)
+    half = plan_memory(refs, "bfloat16", "cpu", None)
     assert half.sources == pytest.approx(plan.sources / 2, rel=0.01)
 
 
