@@ -7,11 +7,20 @@ merged model written, over the bandwidth of a large tensor copy measured on the 
 
     python benchmarks/merge_speed.py                      # all sizes and methods, CPU
     python benchmarks/merge_speed.py --sizes 10M,100M --repeats 3 --device cuda
+
+The time spent inside mergekit's merge-method tasks (the arithmetic, which both paths run and the resident merger
+must not replace) is reported on its own, so what the resident merger itself costs is the difference.
+Both paths run with PyTorch's transparent huge pages for large CPU tensors, as the `mergekit-evo` command does.
 """
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # read once by PyTorch's CPU allocator: before torch is imported
+
 import argparse
+import contextlib
 import gc
 import json
 import shutil
@@ -112,14 +121,42 @@ def time_disk(config, scratch: Path) -> float:
     return elapsed
 
 
-def time_resident(merger, config) -> float:
-    if merger.device.startswith("cuda"):
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
-    merger.merge_into_model(config, seed=0)
-    if merger.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def arithmetic_clock(device: str):
+    """Seconds spent inside mergekit's merge-method tasks while the block runs (a list of one, filled in place)."""
+    from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
+
+    spent = [0.0]
+    original = ExecuteMergeMethodTask.execute
+
+    def timed(self, **kwargs):
+        synchronize(device)
+        start = time.perf_counter()
+        result = original(self, **kwargs)
+        synchronize(device)
+        spent[0] += time.perf_counter() - start
+        return result
+
+    ExecuteMergeMethodTask.execute = timed
+    try:
+        yield spent
+    finally:
+        ExecuteMergeMethodTask.execute = original
+
+
+def time_resident(merger, config) -> tuple[float, float]:
+    """Seconds for one candidate, and the part of them spent in mergekit's merge methods."""
+    with arithmetic_clock(merger.device) as arithmetic:
+        synchronize(merger.device)
+        start = time.perf_counter()
+        merger.merge_into_model(config, seed=0)
+        synchronize(merger.device)
+        return time.perf_counter() - start, arithmetic[0]
 
 
 def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_disk: bool) -> list[dict]:
@@ -148,31 +185,34 @@ def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_di
                     "merger": {"name": "resident", "options": {"device": device}},
                 })
                 merger = ResidentMerger(run_config)
-                first = time_resident(merger, parse_merge_config(data))  # loads the sources
-                resident = statistics.median(time_resident(merger, parse_merge_config(data)) for _ in range(repeats))
+                first, _ = time_resident(merger, parse_merge_config(data))  # loads the sources
+                timings = [time_resident(merger, parse_merge_config(data)) for _ in range(repeats)]
+                resident, arithmetic = (statistics.median(t[i] for t in timings) for i in (0, 1))
                 del merger
                 gc.collect()
                 disk = None if skip_disk else statistics.median(
                     time_disk(parse_merge_config(data), root) for _ in range(repeats)
                 )
                 row = {"size": size, "params": n_params, "method": method, "device": device,
-                       "disk_reload_s": disk, "resident_s": resident, "resident_first_s": first,
-                       "floor_s": floor, "speedup": disk / resident if disk else None,
-                       "resident_over_floor": resident / floor}
+                       "disk_reload_s": disk, "resident_s": resident, "arithmetic_s": arithmetic,
+                       "resident_first_s": first, "floor_s": floor, "speedup": disk / resident if disk else None,
+                       "resident_over_floor": resident / floor, "arithmetic_over_floor": arithmetic / floor}
                 rows.append(row)
                 print(format_row(row), flush=True)
     return rows
 
 
-HEADER = ("| size (params) | method | disk + reload | resident | speedup | floor | resident / floor | "
-          "resident, first candidate |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+HEADER = ("| size (params) | method | disk + reload | resident | speedup | of which mergekit's arithmetic | floor | "
+          "resident / floor | arithmetic / floor | resident, first candidate |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def format_row(r: dict) -> str:
     disk = f"{r['disk_reload_s']:.2f} s" if r["disk_reload_s"] else "-"
     speedup = f"{r['speedup']:.1f}x" if r["speedup"] else "-"
     return (f"| {r['size']} ({r['params'] / 1e6:.0f}M) | {r['method']} | {disk} | {r['resident_s']:.3f} s | "
-            f"{speedup} | {r['floor_s']:.3f} s | {r['resident_over_floor']:.1f}x | {r['resident_first_s']:.2f} s |")
+            f"{speedup} | {r['arithmetic_s']:.3f} s | {r['floor_s']:.3f} s | {r['resident_over_floor']:.1f}x | "
+            f"{r['arithmetic_over_floor']:.1f}x | {r['resident_first_s']:.2f} s |")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,8 +4,8 @@ Once fitness costs tens of items, writing every candidate to disk and reading it
 mergekit still does all the merging: its `MergePlanner` plans the candidate's recipe (parameters, gradients and
 slices resolved per tensor exactly as `mergekit-yaml` resolves them) and its `Executor` runs mergekit's own
 merge-method tasks, in the same order as a disk merge, after seeding the same way. Only two things differ: the
-source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results are copied into
-the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
+source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results become the
+resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
 `mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
 
 Before anything is loaded the merger plans its memory (sources + one output model + working space for the largest
@@ -146,6 +146,7 @@ class ResidentMerger:
                 )
             self.fallback = DiskMerger(config)
         self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
+        self._source_storages: set[int] = set()  # their storages, which the resident model must never share
         self._model = None
         self._model_config = None
         self._tokenizer = None
@@ -180,7 +181,10 @@ class ResidentMerger:
     def _load(self, task) -> torch.Tensor | None:
         if task not in self._sources:
             tensor = task.execute()
-            self._sources[task] = None if tensor is None else tensor.to(self.device)
+            if tensor is not None:
+                tensor = tensor.to(self.device)
+                self._source_storages.add(tensor.untyped_storage().data_ptr())
+            self._sources[task] = tensor
         return self._sources[task]
 
     def _architecture(self, merge_config, options):
@@ -243,7 +247,7 @@ class ResidentMerger:
         targets = MergePlanner(merge_config, arch_info, options=options, out_model_config=out_config).plan_to_disk(
             out_path="(resident)"
         )
-        writer = _ModelWriter(model)
+        writer = _ModelWriter(model, self._source_storages)
         if seed is not None:
             transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
         for save in self._disk_order([t for t in targets if isinstance(t, SaveTensor)]):
@@ -281,19 +285,27 @@ class ResidentMerger:
 
 
 class _ModelWriter:
-    """Stands in for mergekit's `TensorWriter`: each saved tensor is copied into the resident model's parameter.
+    """Stands in for mergekit's `TensorWriter`: each saved tensor becomes the resident model's parameter.
 
-    Tied weights (an output head sharing the input embedding) share storage; like `from_pretrained`, which ties them
-    after loading, the first name in state-dict order (the embedding) is the one whose merged value counts.
+    A merge result that owns its storage is handed to the parameter as is (`param.data = tensor`), which saves a
+    copy over the whole model per candidate: on CPU, a tenth to a fifth of a linear merge's time. A result that is a
+    view into something bigger, or shares storage with a cached source tensor (a method may return an input
+    unchanged), is copied instead, so a source is never aliased by the model and never kept alive by it.
+    Tied weights (an output head sharing the input embedding) are one parameter; like `from_pretrained`, which
+    ties them after loading, the first name in state-dict order (the embedding) is the one whose merged value counts.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, source_storages: set[int]):
         self.destinations: dict[str, torch.Tensor | None] = {}
         seen: set[int] = set()
-        for name, tensor in model.state_dict().items():
-            pointer = tensor.untyped_storage().data_ptr()
-            self.destinations[name] = None if pointer in seen else tensor
-            seen.add(pointer)
+        for name in model.state_dict():
+            try:
+                target = model.get_parameter(name)
+            except AttributeError:  # a persistent buffer
+                target = model.get_buffer(name)
+            self.destinations[name] = None if id(target) in seen else target
+            seen.add(id(target))
+        self.source_storages = source_storages
         self.written: set[str] = set()
 
     def save_tensor(self, name: str, tensor: torch.Tensor, clone: bool = False) -> None:
@@ -301,7 +313,21 @@ class _ModelWriter:
             raise RuntimeError(f"mergekit produced {name}, which the output model has no place for")
         target = self.destinations[name]
         if target is not None:
-            target.copy_(tensor)
+            storage = tensor.untyped_storage()
+            handover = (
+                isinstance(target, torch.nn.Parameter)
+                and tensor.shape == target.shape
+                and tensor.dtype == target.dtype
+                and tensor.device == target.device
+                and tensor.is_contiguous()
+                and storage.nbytes() == tensor.nbytes
+                and storage.data_ptr() not in self.source_storages
+            )
+            if handover:
+                target.data = tensor
+            else:
+                with torch.no_grad():
+                    target.copy_(tensor)
         self.written.add(name)
 
     def finalize(self) -> None:

@@ -151,3 +151,39 @@ def test_resident_and_disk_runs_give_the_same_fitness_for_the_same_candidates(ti
         results[merger] = RunStore(run.run_dir).records()
     assert [r.merge_yaml for r in results["resident"]] == [r.merge_yaml for r in results["disk"]]
     assert [r.tasks for r in results["resident"]] == [r.tasks for r in results["disk"]]
+
+
+def test_a_fresh_result_is_handed_to_the_parameter_and_a_source_or_a_view_is_copied():
+    from mergekit_evo.resident import _ModelWriter
+
+    model = torch.nn.Linear(4, 3)
+    source = torch.randn(3, 4)
+    writer = _ModelWriter(model, {source.untyped_storage().data_ptr()})
+
+    fresh = torch.randn(3, 4)
+    writer.save_tensor("weight", fresh)
+    assert model.weight.data_ptr() == fresh.data_ptr()  # no copy
+
+    writer.save_tensor("weight", source)
+    assert model.weight.data_ptr() != source.data_ptr() and torch.equal(model.weight, source)
+    with torch.no_grad():
+        model.weight.add_(1)
+    assert not torch.equal(model.weight, source), "the model must never write into a cached source"
+
+    bigger = torch.randn(6, 4)
+    writer.save_tensor("weight", bigger[:3])  # a view keeps its whole storage alive: copied
+    assert model.weight.data_ptr() != bigger.data_ptr() and torch.equal(model.weight, bigger[:3])
+
+    writer.save_tensor("bias", torch.ones(3, dtype=torch.float64))  # another dtype: cast into place
+    assert model.bias.dtype == torch.float32 and torch.equal(model.bias, torch.ones(3))
+    writer.finalize()
+
+
+def test_the_resident_model_shares_no_storage_with_the_cached_sources(tiny_world):
+    cfg = _config(tiny_world, "task_arithmetic", {"weight": {"min": 0, "max": 1}})
+    space = GenomeSpace(cfg)
+    merger = ResidentMerger(cfg)
+    for value in (0.0, 0.7):  # weight 0 gives the base's values back
+        with merger.merged(space.to_merge_config(np.full(space.dim, value)), seed=0) as loaded:
+            storages = {p.untyped_storage().data_ptr() for p in loaded.model.parameters()}
+    assert merger._source_storages and not storages & merger._source_storages
