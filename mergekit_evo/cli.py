@@ -113,10 +113,11 @@ def run(config: Path, run_dir: Path | None, max_evaluations: int | None, seed: i
       mergekit-evo run examples/tiny-task-arithmetic.yaml --run-dir runs/first
     """
     from mergekit_evo.config import load_config
+
+    cfg = load_config(config)  # first, so a config error is told before torch and mergekit are imported
     from mergekit_evo.search import Evolution
 
     _quiet_libraries()
-    cfg = load_config(config)
     updates = {}
     if max_evaluations is not None:
         updates["budget"] = cfg.budget.model_copy(update={"max_evaluations": max_evaluations})

@@ -91,6 +91,23 @@ def test_the_cli_prints_a_config_error_in_one_line_without_traceback(tiny_world,
     assert_one_line_error(cli("run", str(path), "--run-dir", str(tmp_path / "run")), "merge_method", "ties")
 
 
+def test_a_malformed_config_is_refused_before_torch_or_mergekit_is_imported(tmp_path):
+    """Importing mergekit (and with it peft, transformers and torch) takes seconds; a typo must not wait for it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("models: [a]\ntasks: []\n")
+    probe = (
+        "import sys\nfrom mergekit_evo.cli import main\n"
+        f"try:\n    main(['run', {str(path)!r}])\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted(m for m in ('torch', 'mergekit', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert "merge_method" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.split() == ["2", "[]"], result.stdout
+
+
 def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     from mergekit_evo.search import Evolution
 
