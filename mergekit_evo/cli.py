@@ -218,7 +218,6 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
       mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
     from mergekit_evo.config import best_by_rules, close_matches
-    from mergekit_evo.merging import merge_to_disk, parse_merge_config
     from mergekit_evo.runs import RunStore, best_record, score_by
 
     store, cfg = RunStore.open(run_dir)
@@ -232,6 +231,8 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
     click.echo(f"# candidate {record.index}, {by} {score_by(record, by):.4f}")
     click.echo(record.merge_yaml.rstrip())
     if write_model:
+        from mergekit_evo.merging import merge_to_disk, parse_merge_config  # mergekit takes seconds to import
+
         _quiet_libraries()
         merge_to_disk(parse_merge_config(record.merge_yaml), write_model, seed=record.seed)
         click.echo(f"merged model written to {write_model}")
