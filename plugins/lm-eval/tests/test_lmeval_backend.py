@@ -101,6 +101,19 @@ def test_an_evolution_with_lm_eval_tasks_records_per_item_scores(tiny_world, tmp
     assert set(result.best_heldout) == {"math_a", "facts_b"}  # the test_task splits, scored once for the best
 
 
+def test_the_wrapper_kept_over_the_resident_model_scores_each_candidates_weights(tiny_world, tmp_path):
+    """One HFLM serves every candidate of a resident run: its scores must equal those of fresh models from disk."""
+    scored = {}
+    for merger in ("resident", "disk"):
+        data = demo_config(tiny_world, max_evaluations=3, population=3)
+        data.update(tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}},
+                    merger=merger)
+        Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)
+        scored[merger] = [(r.merge_yaml, r.tasks) for r in RunStore(tmp_path / merger).records()]
+    assert scored["resident"] == scored["disk"]
+    assert len({str(tasks) for _, tasks in scored["resident"]}) > 1, "the candidates should not all score alike"
+
+
 def test_full_lm_eval_runs_every_document_of_the_task(tiny_world, tmp_path):
     data = demo_config(tiny_world, max_evaluations=1, population=1)
     data.update(tasks=_lm_eval_tasks(tiny_world)[:1], estimator={"name": "full-lm-eval"})
