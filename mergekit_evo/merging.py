@@ -14,14 +14,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
-from mergekit.config import MergeConfiguration
-from mergekit.merge import run_merge
-from mergekit.options import MergeOptions
 
 from mergekit_evo.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # mergekit imports peft, transformers and torch: seconds, paid only when a merge is asked for
+    from mergekit.config import MergeConfiguration
+    from mergekit.options import MergeOptions
 
 
 @dataclass
@@ -39,11 +40,15 @@ class LoadedModel:
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
+    from mergekit.config import MergeConfiguration
+
     data = yaml.safe_load(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
     return MergeConfiguration.model_validate(data)
 
 
 def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
+    from mergekit.options import MergeOptions
+
     return MergeOptions(
         lazy_unpickle=True,
         low_cpu_memory=True,
@@ -57,6 +62,8 @@ def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
 
 def merge_to_disk(config: MergeConfiguration, out_dir: Path, seed: int | None = None) -> Path:
     """Run mergekit's `run_merge` into `out_dir`. mergekit's own warnings go to the log, not the terminal."""
+    from mergekit.merge import run_merge
+
     out_dir = Path(out_dir)
     with contextlib.redirect_stdout(io.StringIO()):
         logging.getLogger("mergekit").setLevel(logging.ERROR)
@@ -77,6 +84,7 @@ def scratch_merge(
 
 
 def load_model(path: Path | str, dtype: str | None = None) -> LoadedModel:
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = getattr(torch, dtype) if dtype else "auto"

@@ -12,7 +12,6 @@ from mergekit_evo.errors import UserError
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.items import read_items
 from mergekit_evo.merging import LoadedModel
-from mergekit_evo.native_scoring import score_items
 
 
 class TaskBackend(ABC):
@@ -52,12 +51,17 @@ class NativeTask(TaskBackend):
         return [item.id for item in self.items]
 
     def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
+        # torch and transformers are imported when a task first scores, not when the plugin is listed
+        from mergekit_evo.native_scoring import score_items
+
         chosen = [self.items[i] for i in indices]
         return score_items(model.model, model.tokenizer, chosen, self.config.mode, self.config.batch_size)
 
     def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
         if not self.test_items:
             return None
+        from mergekit_evo.native_scoring import score_items
+
         return score_items(model.model, model.tokenizer, self.test_items, self.config.mode, self.config.batch_size)
 
 

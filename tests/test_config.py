@@ -108,6 +108,19 @@ def test_a_malformed_config_is_refused_before_torch_or_mergekit_is_imported(tmp_
     assert result.stdout.split() == ["2", "[]"], result.stdout
 
 
+def test_listing_the_plugins_does_not_import_mergekit():
+    """`mergekit-evo plugins` loads every plugin module; none may pull in mergekit (and peft) just to register."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom mergekit_evo.plugins import registry\nreg = registry()\n"
+        "print(sorted(reg.factories['mergers']), 'mergekit' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "['disk', 'resident'] False", result.stdout + result.stderr
+
+
 def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     from mergekit_evo.search import Evolution
 
