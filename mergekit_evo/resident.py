@@ -2,10 +2,10 @@
 
 Once fitness costs tens of items, writing every candidate to disk and reading it back is most of a run's time. Here
 mergekit still does all the merging: its `MergePlanner` plans the candidate's recipe (parameters, gradients and
-slices resolved per tensor exactly as `mergekit-yaml` resolves them) and its `Executor` runs mergekit's own
-merge-method tasks, in the same order as a disk merge, after seeding the same way. Only two things differ: the
-source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results become the
-resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
+slices resolved per tensor exactly as `mergekit-yaml` resolves them) and each tensor goes through mergekit's own
+merge-method tasks, in the order its executor runs a disk merge, after seeding the same way. Only two things
+differ: the source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results
+become the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
 `mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
 
 Before anything is loaded the merger plans its memory (sources + one output model + working space for the largest
@@ -288,7 +288,7 @@ class _ModelWriter:
     """Stands in for mergekit's `TensorWriter`: each saved tensor becomes the resident model's parameter.
 
     A merge result that owns its storage is handed to the parameter as is (`param.data = tensor`), which saves a
-    copy over the whole model per candidate: on CPU, a tenth to a fifth of a linear merge's time. A result that is a
+    copy over the whole model per candidate: about a tenth of a linear merge's time on a CPU. A result that is a
     view into something bigger, or shares storage with a cached source tensor (a method may return an input
     unchanged), is copied instead, so a source is never aliased by the model and never kept alive by it.
     Tied weights (an output head sharing the input embedding) are one parameter; like `from_pretrained`, which

@@ -187,3 +187,19 @@ def test_the_resident_model_shares_no_storage_with_the_cached_sources(tiny_world
         with merger.merged(space.to_merge_config(np.full(space.dim, value)), seed=0) as loaded:
             storages = {p.untyped_storage().data_ptr() for p in loaded.model.parameters()}
     assert merger._source_storages and not storages & merger._source_storages
+
+
+def test_tied_weights_stay_tied_and_take_the_embeddings_merged_value():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mergekit_evo.resident import _ModelWriter
+
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, vocab_size=50,
+                                         tie_word_embeddings=True))
+    writer = _ModelWriter(model, set())
+    embedding = torch.randn(50, 32)
+    writer.save_tensor("model.embed_tokens.weight", embedding)
+    writer.save_tensor("lm_head.weight", torch.zeros(50, 32))  # mergekit may emit both names; the first counts
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    assert torch.equal(model.lm_head.weight, embedding)
