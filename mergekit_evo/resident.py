@@ -24,6 +24,7 @@ from typing import Literal
 
 import torch
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
+from tqdm import tqdm
 
 from mergekit_evo.config import parse_plugin_options
 from mergekit_evo.errors import UserError
@@ -250,7 +251,10 @@ class ResidentMerger:
         writer = _ModelWriter(model, self._source_storages)
         if seed is not None:
             transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
-        for save in self._disk_order([t for t in targets if isinstance(t, SaveTensor)]):
+        saves = self._disk_order([t for t in targets if isinstance(t, SaveTensor)])
+        if not self._sources:  # the first candidate also reads every source tensor: minutes for a 7B model
+            saves = tqdm(saves, desc="resident merger: loading the sources", unit="tensor", leave=False, disable=None)
+        for save in saves:
             merge = save.tensor_task
             if not isinstance(merge, ExecuteMergeMethodTask) or type(merge.gather_tensors).__name__ != "GatherTensors":
                 raise UserError(f"merger: the resident merger cannot run {save.tensor_name}'s plan; use `merger: disk`")
