@@ -5,8 +5,8 @@ mergekit still does all the merging: its `MergePlanner` plans the candidate's re
 slices resolved per tensor exactly as `mergekit-yaml` resolves them) and each tensor goes through mergekit's own
 merge-method tasks, in the order its executor runs a disk merge, after seeding the same way. Only two things
 differ: the source tensors come from a cache filled once by mergekit's own `LoadTensor` tasks, and the results
-become the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal those of
-`mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
+become the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal
+those of `mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
 
 Before anything is loaded the merger plans its memory (sources + one output model + working space for the largest
 tensor group) against the device's free memory and the user's `max_memory`; a plan that cannot fit falls back to

@@ -9,7 +9,6 @@ it again, and the estimator can keep what it fitted beside it (`estimator/NAME.j
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from mergekit_evo.runs import write_atomically
+from mergekit_evo.runs import append_jsonl, read_jsonl, write_atomically
 
 Scores = dict[str, np.ndarray]  # task name -> one score per item of its search split, in item order
 
@@ -65,30 +64,17 @@ class RunResponses:
         self._log(message)
 
     def _read(self) -> dict[str, Scores | None]:
-        cache: dict[str, Scores | None] = {}
-        if not self.path.exists():
-            return cache
-        raw = self.path.read_bytes()
-        good = 0
-        for line in raw.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break  # a kill mid-write: the torn line was never complete
-            row = json.loads(line)
-            cache[row["key"]] = None if row["tasks"] is None else {k: np.asarray(v) for k, v in row["tasks"].items()}
-            good += len(line)
-        if good != len(raw):
-            with self.path.open("r+b") as f:
-                f.truncate(good)
-        return cache
+        def parse(row: dict) -> tuple[str, Scores | None]:
+            tasks = row["tasks"]
+            return row["key"], None if tasks is None else {k: np.asarray(v) for k, v in tasks.items()}
+
+        return dict(read_jsonl(self.path, parse))
 
     def _append(self, key: str, scores: Scores | None, error: str | None = None) -> None:
         row = {"key": key, "tasks": None if scores is None else {k: v.tolist() for k, v in scores.items()}}
         if error:
             row["error"] = error
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.path, row)
         self._cache[key] = scores
 
     def _collect(self, keys: list[str], score: Callable[[int], Scores], what: str) -> list[Scores | None]:

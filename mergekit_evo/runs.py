@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -46,6 +47,41 @@ class CandidateRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+
+Row = TypeVar("Row")
+
+
+def read_jsonl(path: Path, parse: Callable[[dict], Row]) -> list[Row]:
+    """The rows of an append-only JSON-lines file, each through `parse`.
+
+    A torn last line (a kill mid-write), or a line `parse` cannot read, ends the file: it is cut off there, since it
+    was never completely written, so the next append starts on a clean line.
+    """
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    rows, good_bytes = [], 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            rows.append(parse(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, KeyError):
+            break
+        good_bytes += len(line)
+    if good_bytes != len(raw):
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return rows
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    """Append one row, flushed and fsynced: once this returns, a kill cannot lose it."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -93,28 +129,10 @@ class RunStore:
 
     def records(self) -> list[CandidateRecord]:
         """Every recorded candidate. A torn last line (a kill mid-write) is cut off, since it was never complete."""
-        if not self.candidates_path.exists():
-            return []
-        raw = self.candidates_path.read_bytes()
-        records, good_bytes = [], 0
-        for line in raw.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                records.append(CandidateRecord(**json.loads(line)))
-            except (json.JSONDecodeError, TypeError):
-                break
-            good_bytes += len(line)
-        if good_bytes != len(raw):
-            with self.candidates_path.open("r+b") as f:
-                f.truncate(good_bytes)
-        return records
+        return read_jsonl(self.candidates_path, lambda row: CandidateRecord(**row))
 
     def append(self, record: CandidateRecord) -> None:
-        with self.candidates_path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(asdict(record)) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_jsonl(self.candidates_path, asdict(record))
 
     # -------------------------------------------------------------------------------- checkpoints and results
 
