@@ -108,13 +108,16 @@ def recipe(paths: list[Path], method: str) -> dict:
     return data
 
 
-def time_disk(config, scratch: Path) -> float:
+def time_disk(config, scratch: Path, device: str) -> float:
+    """mergekit's run_merge with its arithmetic on `device`, then the model loaded onto it: the `disk` merger's way."""
     from mergekit_evo.merging import load_model, merge_to_disk
 
     out = scratch / "out"
+    synchronize(device)
     start = time.perf_counter()
-    merge_to_disk(config, out, seed=0)
-    model = load_model(out, "float32")
+    merge_to_disk(config, out, seed=0, device=device)
+    model = load_model(out, "float32", device)
+    synchronize(device)
     elapsed = time.perf_counter() - start
     del model
     shutil.rmtree(out)
@@ -191,7 +194,7 @@ def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_di
                 del merger
                 gc.collect()
                 disk = None if skip_disk else statistics.median(
-                    time_disk(parse_merge_config(data), root) for _ in range(repeats)
+                    time_disk(parse_merge_config(data), root, device) for _ in range(repeats)
                 )
                 row = {"size": size, "params": n_params, "method": method, "device": device,
                        "disk_reload_s": disk, "resident_s": resident, "arithmetic_s": arithmetic,

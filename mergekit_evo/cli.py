@@ -218,6 +218,7 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
       mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
     from mergekit_evo.config import best_by_rules, close_matches
+    from mergekit_evo.merging import reproduce_command, write_candidate_model  # mergekit is imported only to merge
     from mergekit_evo.runs import RunStore, best_record, score_by
 
     store, cfg = RunStore.open(run_dir)
@@ -229,13 +230,11 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
     if record is None:
         raise UserError(f"{run_dir} has no successfully scored candidate yet")
     click.echo(f"# candidate {record.index}, {by} {score_by(record, by):.4f}")
+    click.echo(f"# exactly the scored tensors: {reproduce_command(record.seed, record.device, 'THIS.yaml')}")
     click.echo(record.merge_yaml.rstrip())
     if write_model:
-        from mergekit_evo.merging import merge_to_disk, parse_merge_config  # mergekit takes seconds to import
-
         _quiet_libraries()
-        merge_to_disk(parse_merge_config(record.merge_yaml), write_model, seed=record.seed)
-        click.echo(f"merged model written to {write_model}")
+        click.echo(write_candidate_model(record.merge_yaml, record.seed, record.device, write_model))
 
 
 def main(argv: list[str] | None = None) -> None:

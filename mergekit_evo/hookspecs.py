@@ -31,7 +31,8 @@ def register_task_backends(register):
 @hookspec
 def register_mergers(register):
     """Register mergers: `register(name, cls)`; cls(config) has the context managers `merged(merge_config, seed)` and
-    `source(ref)`, each yielding a `merging.LoadedModel`, and optionally `describe()`, a line for the run's log."""
+    `source(ref)`, each yielding a `merging.LoadedModel`, and optionally `describe()`, a line for the run's log, and
+    `merge_device`, where mergekit's arithmetic runs ("cpu" if absent), recorded so the best model is rewritten there."""
 
 
 @hookspec

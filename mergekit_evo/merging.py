@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
+from mergekit_evo.config import parse_plugin_options
+from mergekit_evo.errors import UserError
 from mergekit_evo.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # mergekit imports peft, transformers and torch: seconds, paid only when a merge is asked for
@@ -60,36 +63,88 @@ def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
     )
 
 
-def merge_to_disk(config: MergeConfiguration, out_dir: Path, seed: int | None = None) -> Path:
-    """Run mergekit's `run_merge` into `out_dir`. mergekit's own warnings go to the log, not the terminal."""
+def resolve_device(device: str, field: str = "merger.options.device") -> str:
+    """`auto` made concrete (cuda when torch sees one); a device that is not there is refused in one line."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"{field}: {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            seen = f"{count} CUDA device{'s' * (count != 1)}" if count else "no CUDA device"
+            raise UserError(f"{field}: {device} was asked for but torch sees {seen}; use cpu or auto")
+    return device
+
+
+def merge_to_disk(config: MergeConfiguration, out_dir: Path, seed: int | None = None, device: str = "cpu") -> Path:
+    """Run mergekit's `run_merge` into `out_dir`, its arithmetic on `device`; mergekit's warnings go to the log.
+
+    The device is part of what a candidate's tensors are: a seeded DARE mask drawn on a GPU differs from one drawn
+    on the CPU, and even deterministic kernels may round differently in the last bit.
+    """
     from mergekit.merge import run_merge
 
     out_dir = Path(out_dir)
     with contextlib.redirect_stdout(io.StringIO()):
         logging.getLogger("mergekit").setLevel(logging.ERROR)
-        run_merge(config, str(out_dir), options=merge_options(seed))
+        run_merge(config, str(out_dir), options=merge_options(seed, device))
     return out_dir
+
+
+def write_candidate_model(merge_yaml: str, seed: int, device: str, out_dir: Path) -> str:
+    """Write a scored candidate's model with mergekit, on the device it was merged on; returns what to tell the user.
+
+    Where that device is missing (a run from a GPU machine, written out on a laptop), the merge runs on the CPU and
+    the message says the tensors may then differ from the scored ones.
+    """
+    note = ""
+    try:
+        resolve_device(device)
+    except UserError:
+        note = (f" (on the CPU: the candidate was merged on {device}, which this machine lacks; a seeded random "
+                "method draws other masks there)")
+        device = "cpu"
+    merge_to_disk(parse_merge_config(merge_yaml), out_dir, seed=seed, device=device)
+    return f"merged model written to {out_dir}{note}"
+
+
+def reproduce_command(seed: int, device: str, recipe: str = "best.yaml") -> str:
+    """The mergekit-yaml line that writes a candidate's exact tensors from its YAML (the seed matters to DARE/DELLA)."""
+    on_device = f" --device {device}" if device != "cpu" else ""
+    return f"mergekit-yaml {recipe} OUT --random-seed {seed}{on_device}"
 
 
 @contextlib.contextmanager
 def scratch_merge(
-    config: MergeConfiguration, scratch_root: Path | None = None, seed: int | None = None
+    config: MergeConfiguration, scratch_root: Path | None = None, seed: int | None = None, device: str = "cpu"
 ) -> Iterator[Path]:
     """Merge into a temporary directory that is removed afterwards, also when the caller's scoring fails."""
     root = Path(tempfile.mkdtemp(prefix="mergekit-evo-", dir=scratch_root))
     try:
-        yield merge_to_disk(config, root / "model", seed)
+        yield merge_to_disk(config, root / "model", seed, device)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def load_model(path: Path | str, dtype: str | None = None) -> LoadedModel:
+def load_model(path: Path | str, dtype: str | None = None, device: str = "cpu") -> LoadedModel:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = getattr(torch, dtype) if dtype else "auto"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval().to(device)
     return LoadedModel(model=model, tokenizer=AutoTokenizer.from_pretrained(path), path=Path(path))
+
+
+class DiskOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field("auto", description="where mergekit's arithmetic runs and each merged model is scored: "
+                        "auto (cuda if present), cpu, cuda, cuda:1")
 
 
 class DiskMerger:
@@ -98,22 +153,31 @@ class DiskMerger:
     Always correct and frugal with memory; the cost is writing and reading every candidate.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, device: str | None = None):
         self.config = config
+        if device is None:
+            options = parse_plugin_options(DiskOptions, config.merger.options, "merger.options")
+            device = resolve_device(options.device)
+        self.device = device
+
+    @property
+    def merge_device(self) -> str:
+        return self.device
 
     def describe(self) -> str:
         """One line for the run's log."""
-        return "merger: disk (mergekit run_merge into a scratch folder, loaded, scored and deleted per candidate)"
+        return (f"merger: disk on {self.device} (mergekit run_merge into a scratch folder, loaded, scored and deleted "
+                "per candidate)")
 
     @contextlib.contextmanager
     def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> Iterator[LoadedModel]:
-        with scratch_merge(merge_config, self.config.scratch_dir, seed) as path:
-            yield load_model(path, self.config.dtype)
+        with scratch_merge(merge_config, self.config.scratch_dir, seed, self.device) as path:
+            yield load_model(path, self.config.dtype, self.device)
 
     @contextlib.contextmanager
     def source(self, ref: str) -> Iterator[LoadedModel]:
         """One of the input models as it is, to score the parents on the same items."""
-        loaded = load_model(ref, self.config.dtype)
+        loaded = load_model(ref, self.config.dtype, self.device)
         yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, path=loaded.path, source=ref)
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from mergekit_evo.config import parse_plugin_options
 from mergekit_evo.errors import UserError
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.merging import DiskMerger, LoadedModel, load_model, merge_options
+from mergekit_evo.merging import DiskMerger, LoadedModel, load_model, merge_options, resolve_device
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
@@ -74,14 +74,6 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"merger.options.device: {device} was asked for but torch sees no CUDA device; use cpu or auto")
-    return device
 
 
 def free_memory(device: str) -> int:
@@ -145,7 +137,9 @@ class ResidentMerger:
                     f"merger: the resident merger {self.plan.describe()}; use `merger: disk`, raise "
                     "merger.options.max_memory, or set merger.options.fallback: disk"
                 )
-            self.fallback = DiskMerger(config)
+            # the merged model alone may still fit where all the sources do not: then it is scored on the device
+            scored_fits = self.plan.output + self.plan.working <= self.plan.available
+            self.fallback = DiskMerger(config, device=self.device if scored_fits else "cpu")
         self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
         self._source_storages: set[int] = set()  # their storages, which the resident model must never share
         self._model = None
@@ -154,10 +148,15 @@ class ResidentMerger:
         self._architectures: dict = {}
         self._orders: dict = {}
 
+    @property
+    def merge_device(self) -> str:
+        return self.fallback.device if self.fallback is not None else self.device
+
     def describe(self) -> str:
         """One line for the run's log: where candidates are merged, and why."""
         if self.fallback is not None:
-            return f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead"
+            return (f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead, on "
+                    f"{self.fallback.device}")
         memory = f", {self.plan.describe()}" if self.plan else ""
         return f"merger: resident on {self.device}{memory}"
 
@@ -283,8 +282,7 @@ class ResidentMerger:
 
     @contextlib.contextmanager
     def source(self, ref: str) -> Iterator[LoadedModel]:
-        loaded = load_model(ref, self.config.dtype)
-        loaded.model.to(self.device)
+        loaded = load_model(ref, self.config.dtype, self.device)
         yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, source=ref)
 
 

@@ -43,6 +43,7 @@ class CandidateRecord:
     error: str | None = None
     seconds: float = 0.0
     cached_from: int | None = None
+    device: str = "cpu"  # where mergekit's arithmetic ran: part of a seeded random method's result
 
     @property
     def ok(self) -> bool:

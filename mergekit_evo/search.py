@@ -19,7 +19,7 @@ from tqdm import tqdm
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.merging import LoadedModel
+from mergekit_evo.merging import LoadedModel, reproduce_command
 from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
 from mergekit_evo.pareto import pareto_front, write_front
 from mergekit_evo.responses import RunResponses
@@ -147,6 +147,7 @@ class Evolution:
         common = dict(
             index=index, generation=generation, member=member, genome=[float(v) for v in x],
             genes=self.genome.values(x), merge_yaml=merge_yaml, seed=self._candidate_seed(index),
+            device=getattr(self.merger, "merge_device", "cpu"),
         )
         twin = done.get(merge_yaml)
         if twin is not None and twin.ok:
@@ -260,9 +261,9 @@ class Evolution:
                     heldout = {"index": best.index, "scores": self._heldout(model)}
                 self.store.write_json("best_heldout.json", heldout)
             if self.config.write_best_model:
-                from mergekit_evo.merging import merge_to_disk
+                from mergekit_evo.merging import write_candidate_model
 
-                merge_to_disk(self.genome.to_merge_config(np.asarray(best.genome)), self.store.path / "best_model", best.seed)
+                self.log(write_candidate_model(best.merge_yaml, best.seed, best.device, self.store.path / "best_model"))
         front = None
         if self.config.objectives == "separate":
             front = pareto_front(records)
@@ -321,6 +322,7 @@ def report(result: RunResult, config: EvolveConfig) -> str:
         lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
                   for r in result.pareto]
     if best is not None:
-        lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`):", "", "```yaml",
+        lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
+                  f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):", "", "```yaml",
                   best.merge_yaml.rstrip(), "```"]
     return "\n".join(lines) + "\n"

@@ -131,6 +131,25 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"devic": "cpu"}, ["merger.options.devic: unknown option; valid options: device"]),
+        ({"device": "gpu"}, ["merger.options.device: 'gpu' is not a torch device; use auto, cpu, cuda or cuda:N"]),
+        ({"device": "cuda:7"}, ["merger.options.device: cuda:7 was asked for but torch sees", "use cpu or auto"]),
+    ],
+    ids=["unknown option", "not a device", "a CUDA device that is not there"],
+)
+def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_path, options, words):
+    from mergekit_evo.search import Evolution
+
+    data = copy.deepcopy(demo_config(tiny_world))
+    data["merger"] = {"name": "disk", "options": options}
+    with pytest.raises(UserError) as error:
+        Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
+    assert all(word in str(error.value) for word in words) and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path

@@ -1,7 +1,12 @@
-"""The resident merger gives mergekit-yaml's tensors without touching the disk, and plans its memory first."""
+"""The resident merger gives mergekit-yaml's tensors without touching the disk, and plans its memory first.
+
+The comparisons with mergekit run on the CPU; `MERGEKIT_EVO_TEST_DEVICE=cuda` runs both sides on a GPU instead
+(benchmarks/device/gpu_check.sh does, on a lent GPU machine).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import numpy as np
@@ -17,6 +22,8 @@ from mergekit_evo.merging import merge_to_disk
 from mergekit_evo.resident import ResidentMerger, plan_memory
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
+
+DEVICE = os.environ.get("MERGEKIT_EVO_TEST_DEVICE", "cpu")
 
 METHODS = [
     ("linear", {"weight": {"min": 0.1, "max": 1}}, None),
@@ -36,7 +43,7 @@ def _config(world, method="task_arithmetic", parameters=None, base="base", layer
     data["merge_method"] = method
     data["genome"] = {"parameters": parameters or {"weight": {"min": 0, "max": 1}}, "layer_groups": layer_groups}
     data["base_model"] = str(world / "models" / base) if base else None
-    data["merger"] = {"name": "resident", "options": {"device": "cpu"}}
+    data["merger"] = {"name": "resident", "options": {"device": DEVICE}}
     data.update(changes)
     return parse_config(data, world)
 
@@ -44,13 +51,13 @@ def _config(world, method="task_arithmetic", parameters=None, base="base", layer
 def _by_mergekit_yaml(space, x, seed, out):
     (out.parent / f"{out.name}.yaml").write_text(space.to_yaml(x))
     subprocess.run([str(BIN / "mergekit-yaml"), str(out.parent / f"{out.name}.yaml"), str(out), "--random-seed",
-                    str(seed)], check=True, capture_output=True)
+                    str(seed), "--device", DEVICE], check=True, capture_output=True)
     return tensors(out)
 
 
 def _by_run_merge(space, x, seed, out):
     """mergekit's run_merge in this process: what mergekit-yaml runs, without a 5-second interpreter start."""
-    return tensors(merge_to_disk(space.to_merge_config(x), out, seed))
+    return tensors(merge_to_disk(space.to_merge_config(x), out, seed, DEVICE))
 
 
 # The seeded random methods are compared with the mergekit-yaml command itself; the others with run_merge.
@@ -61,7 +68,7 @@ def _assert_same_tensors(model, expected):
     ours = model.state_dict()
     assert set(expected) <= set(ours)
     for name, value in expected.items():
-        assert torch.equal(ours[name], value), name
+        assert torch.equal(ours[name].cpu(), value), name
 
 
 @pytest.mark.parametrize(("method", "parameters", "base"), METHODS, ids=[m[0] for m in METHODS])

@@ -10,12 +10,15 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
-from helpers import BIN, cli, write_config
+from helpers import BIN, cli, tensors, write_config
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import demo_config
+from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.merging import merge_to_disk, parse_merge_config, write_candidate_model
 from mergekit_evo.plugins import get_plugin_manager
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
@@ -57,6 +60,7 @@ def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run):
     assert len(first.tasks["math_a"]["scores"]) == 128
     assert first.fitness == pytest.approx(np.mean([first.tasks[t]["estimate"] for t in ("math_a", "facts_b")]))
     assert (reference_run.run_dir / "best.yaml").read_text() == reference_run.best.merge_yaml
+    assert {r.device for r in records} == {"cuda" if torch.cuda.is_available() else "cpu"}  # the resident's `auto`
 
 
 def test_a_subsample_estimator_scores_only_its_k_items(tiny_world, tmp_path):
@@ -151,7 +155,21 @@ def test_best_writes_the_merged_model(reference_run, tmp_path):
     result = cli("best", str(reference_run.run_dir), "--write-model", str(tmp_path / "merged"))
     assert result.returncode == 0, result.stderr
     assert "merge_method: task_arithmetic" in result.stdout
+    assert f"--random-seed {reference_run.best.seed}" in result.stdout
     assert (tmp_path / "merged" / "config.json").is_file()
+
+
+def test_a_candidate_merged_on_a_missing_device_is_written_on_the_cpu_and_says_so(tiny_world, tmp_path):
+    cfg = _demo(tiny_world, merge_method="dare_ties",
+                genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 0.8}}})
+    merge_yaml = GenomeSpace(cfg).to_yaml(np.full(GenomeSpace(cfg).dim, 0.5))
+    message = write_candidate_model(merge_yaml, 5, "cuda:7", tmp_path / "written")
+    assert "on the CPU" in message and "cuda:7" in message
+    on_cpu = merge_to_disk(parse_merge_config(merge_yaml), tmp_path / "cpu", seed=5, device="cpu")
+    other_seed = merge_to_disk(parse_merge_config(merge_yaml), tmp_path / "other", seed=6, device="cpu")
+    written, expected, unlike = tensors(tmp_path / "written"), tensors(on_cpu), tensors(other_seed)
+    assert all(torch.equal(written[name], expected[name]) for name in expected)
+    assert not all(torch.equal(written[name], unlike[name]) for name in expected)  # the seed was the record's
 
 
 def test_plugins_lists_each_builtin_with_its_distribution():
