@@ -315,8 +315,8 @@ def report(result: RunResult, config: EvolveConfig) -> str:
         lines += ["", "Best weighted fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
     if result.pareto:
         names = config.objective_names()
-        lines += ["", f"Pareto front ({len(result.pareto)} candidates no other beats on every objective; "
-                  "recipes in `pareto/`):", "",
+        size = f"{len(result.pareto)} candidates" if len(result.pareto) > 1 else "1 candidate"
+        lines += ["", f"Pareto front ({size} no other beats on every objective; recipes in `pareto/`):", "",
                   "| candidate | " + " | ".join(names) + " | weighted fitness |",
                   "|" + " --- |" * (len(names) + 2)]
         lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
