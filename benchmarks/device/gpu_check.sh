@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The resident merger's GPU check, in one call on a lent GPU machine (prepare.sh first, here):
 #   1. the bitwise tests of tests/test_resident.py with both sides on cuda (resident against run_merge and
-#      mergekit-yaml --device cuda, DARE and DELLA under the same seed);
+#      mergekit-yaml --device cuda, DARE and DELLA under the same seed), and tests/test_run.py's whole runs, whose
+#      mergers' `auto` device is then the GPU (scoring, records, kill -9 and resume, best --write-model);
 #   2. benchmarks/merge_speed.py --device cuda: resident against run_merge on cuda plus a reload onto the GPU,
 #      10M/100M/500M, four methods, and each against the GPU's copy-bandwidth floor.
 # Everything it prints also lands in $OUT (gpu_check.log, merge_speed.json). About 5-8 minutes on an H100.
@@ -21,8 +22,9 @@ if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.tot
 
 export MERGEKIT_EVO_CACHE=$PWD/.device/cache HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 status=0
-echo "== 1. bitwise: resident on $CHECK_DEVICE against mergekit on $CHECK_DEVICE"
-MERGEKIT_EVO_TEST_DEVICE=$CHECK_DEVICE timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_resident.py || status=1
+echo "== 1. bitwise: resident on $CHECK_DEVICE against mergekit on $CHECK_DEVICE; whole runs (their mergers' auto device)"
+MERGEKIT_EVO_TEST_DEVICE=$CHECK_DEVICE timeout 300 "$PY" -m pytest -q -p no:cacheprovider \
+  tests/test_resident.py tests/test_run.py || status=1
 echo "== 2. merge speed on $CHECK_DEVICE"
 timeout 420 "$PY" benchmarks/merge_speed.py --device "$CHECK_DEVICE" --sizes "$SIZES" --repeats 3 \
   --json "$OUT/merge_speed.json" || status=1
