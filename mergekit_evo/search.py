@@ -150,7 +150,8 @@ class Evolution:
             device=getattr(self.merger, "merge_device", "cpu"),
         )
         twin = done.get(merge_yaml)
-        if twin is not None and twin.ok:
+        if twin is not None and twin.ok:  # the twin's tensors were scored: its seed and device reproduce them
+            common.update(seed=twin.seed, device=twin.device)
             return CandidateRecord(**common, status="ok", objectives=twin.objectives, fitness=twin.fitness,
                                    tasks=twin.tasks, cached_from=twin.index)
         started = time.perf_counter()

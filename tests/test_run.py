@@ -159,6 +159,27 @@ def test_best_writes_the_merged_model(reference_run, tmp_path):
     assert (tmp_path / "merged" / "config.json").is_file()
 
 
+def test_a_recipe_proposed_again_is_neither_merged_nor_scored_and_keeps_what_reproduces_the_scored_tensors(
+    tiny_world, tmp_path
+):
+    genome = {"parameters": {"weight": {"min": 0, "max": 1, "step": 0.5}, "density": 0.5}}  # 9 recipes in all
+    evolution = Evolution.start(_demo(tiny_world, merge_method="dare_ties", genome=genome,
+                                      budget={"max_evaluations": 16}), tmp_path / "run", log=lambda _: None)
+    merges = []
+    merged = evolution.merger.merged
+    evolution.merger.merged = lambda config, seed=None: merges.append(seed) or merged(config, seed)
+    records = evolution.run(progress=False).records
+    first = {}
+    for r in records:
+        twin = first.setdefault(r.merge_yaml, r)
+        if twin is not r:
+            assert r.cached_from == twin.index and r.tasks == twin.tasks and r.fitness == twin.fitness
+            assert (r.seed, r.device) == (twin.seed, twin.device) and r.seconds == 0
+    assert len(first) < len(records)  # the grid forced repeats
+    assert sorted(merges[:len(first)]) == sorted(r.seed for r in first.values())  # one merge per distinct recipe
+    assert len(merges) == len(first) + 1  # and the best once more, for its held-out scores
+
+
 def test_a_candidate_merged_on_a_missing_device_is_written_on_the_cpu_and_says_so(tiny_world, tmp_path):
     cfg = _demo(tiny_world, merge_method="dare_ties",
                 genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 0.8}}})
