@@ -148,6 +148,7 @@ def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_p
     with pytest.raises(UserError) as error:
         Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
     assert all(word in str(error.value) for word in words) and "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
