@@ -63,7 +63,7 @@ def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
     )
 
 
-def resolve_device(device: str, field: str = "merger.options.device") -> str:
+def resolve_device(device: str) -> str:
     """`auto` made concrete (cuda when torch sees one); a device that is not there is refused in one line."""
     import torch
 
@@ -72,12 +72,12 @@ def resolve_device(device: str, field: str = "merger.options.device") -> str:
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise UserError(f"{field}: {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"merger.options.device: {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (parsed.index or 0) >= count:
             seen = f"{count} CUDA device{'s' * (count != 1)}" if count else "no CUDA device"
-            raise UserError(f"{field}: {device} was asked for but torch sees {seen}; use cpu or auto")
+            raise UserError(f"merger.options.device: {device} was asked for but torch sees {seen}; use cpu or auto")
     return device
 
 

@@ -16,8 +16,9 @@ PY=${PY:-python3}
 CHECK_DEVICE=${CHECK_DEVICE:-cuda}   # cpu rehearses the script on a machine without a GPU
 SIZES=${SIZES:-10M,100M,500M}
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
-"$PY" -m pip install --quiet --no-index --no-deps .device/wheels/*.whl
-"$PY" -m pip install --quiet --no-index --no-deps --no-build-isolation -e .
+# without these nothing below can run: stop at once rather than spend device time on import errors
+"$PY" -m pip install --quiet --no-index --no-deps .device/wheels/*.whl || exit 1
+"$PY" -m pip install --quiet --no-index --no-deps --no-build-isolation -e . || exit 1
 "$PY" -c 'import torch, transformers, mergekit_evo; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
 
 export MERGEKIT_EVO_CACHE=$PWD/.device/cache HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
