@@ -88,11 +88,32 @@ def tiny_world_path() -> None:
     click.echo(ensure_world(log=lambda line: click.echo(line, err=True)))
 
 
-def _start_or_resume(evolution, progress: bool = True) -> None:
-    result = evolution.run(progress=progress)
+class Interrupted(Exception):
+    """Ctrl-C during a run: told with the command that continues it."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted; nothing recorded is lost: `mergekit-evo resume {run_dir}` continues the run")
+
+
+class AllFailed(Exception):
+    """A run whose every candidate failed: it finished, but found nothing."""
+
+
+def _start_or_resume(make_evolution, run_dir: Path, progress: bool = True) -> None:
+    """Build the run (`make_evolution()`), run it and print its report; Ctrl-C says how to continue."""
+    from mergekit_evo.runs import RunStore
+
+    try:
+        result = make_evolution().run(progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(run_dir) from None
     click.echo("")
-    click.echo((result.run_dir / "report.md").read_text())
+    click.echo(result.run_dir.joinpath(RunStore.REPORT).read_text())
     click.echo(f"run directory: {result.run_dir}")
+    if result.best is None and result.records:
+        first = next(r.error for r in result.records if r.error)
+        raise AllFailed(f"every candidate failed; the first error was {first} (all are in "
+                        f"{result.run_dir.joinpath(RunStore.CANDIDATES)})")
 
 
 @cli.command()
@@ -112,20 +133,18 @@ def run(config: Path, run_dir: Path | None, max_evaluations: int | None, seed: i
     Example:
       mergekit-evo run examples/tiny-task-arithmetic.yaml --run-dir runs/first
     """
-    from mergekit_evo.config import load_config
+    from mergekit_evo.config import RunOverrides, load_config
+    from mergekit_evo.runs import RunStore
 
-    cfg = load_config(config)  # first, so a config error is told before torch and mergekit are imported
+    overrides = RunOverrides.parse(max_evaluations=max_evaluations, seed=seed)
+    if config.is_dir() and RunStore(config).parts():
+        raise UserError(f"{config} is a run directory, not a config file; `mergekit-evo resume {config}` continues it")
+    cfg = overrides.apply(load_config(config))  # first, so a config error is told before torch and mergekit load
     from mergekit_evo.search import Evolution
 
     _quiet_libraries()
-    updates = {}
-    if max_evaluations is not None:
-        updates["budget"] = cfg.budget.model_copy(update={"max_evaluations": max_evaluations})
-    if seed is not None:
-        updates["seed"] = seed
-    cfg = cfg.model_copy(update=updates)
     run_dir = run_dir or cfg.run_dir or Path("runs") / config.stem
-    _start_or_resume(Evolution.start(cfg, run_dir, log=click.echo), progress=not no_progress)
+    _start_or_resume(lambda: Evolution.start(cfg, run_dir, log=click.echo), run_dir, progress=not no_progress)
 
 
 @cli.command()
@@ -141,7 +160,7 @@ def resume(run_dir: Path, no_progress: bool) -> None:
     from mergekit_evo.search import Evolution
 
     _quiet_libraries()
-    _start_or_resume(Evolution.resume(run_dir, log=click.echo), progress=not no_progress)
+    _start_or_resume(lambda: Evolution.resume(run_dir, log=click.echo), run_dir, progress=not no_progress)
 
 
 @cli.command()
@@ -177,16 +196,20 @@ def demo(run_dir: Path | None, max_evaluations: int, optimizer: str | None, mult
     if optimizer is None:
         optimizer = "nsga2" if multi_objective else ("cma" if "cma" in registry().factories["optimizers"] else "random")
     if fresh:
+        RunStore(run_dir).check_not_in_use()  # never delete a run another process is writing
         shutil.rmtree(run_dir, ignore_errors=True)
-    if RunStore(run_dir).candidates_path.exists():
-        evolution = Evolution.resume(run_dir, log=click.echo)
-        click.echo(f"{run_dir} holds an earlier demo (optimizer {evolution.config.optimizer.name}); continuing it, "
-                   "--fresh starts over")
-    else:
+
+    def make_evolution():
+        if RunStore(run_dir).parts():
+            evolution = Evolution.resume(run_dir, log=click.echo)
+            click.echo(f"{run_dir} holds an earlier demo (optimizer {evolution.config.optimizer.name}); continuing "
+                       "it, --fresh starts over")
+            return evolution
         objectives = "separate" if multi_objective else "weighted"
         cfg = parse_config(demo_config(world, max_evaluations, optimizer, objectives=objectives), world)
-        evolution = Evolution.start(cfg, run_dir, log=click.echo)
-    _start_or_resume(evolution)
+        return Evolution.start(cfg, run_dir, log=click.echo)
+
+    _start_or_resume(make_evolution, run_dir)
 
 
 @cli.command()
@@ -208,8 +231,12 @@ def plugins() -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--by", help="Pick by this rule instead of the run's `best_by`: 'weighted' or a task name.")
 @click.option("--write-model", type=click.Path(path_type=Path), help="Also merge the best recipe into this folder with mergekit.")
-def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Let --write-model write into a folder that is not empty.")
+def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -> None:
     """Print the best recipe of RUN_DIR as mergekit YAML; optionally write the merged model.
+
+    \b
+    Reads the run and writes nothing to it, so it may look at a run that is still going.
 
     \b
     Examples:
@@ -218,14 +245,17 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
       mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
     from mergekit_evo.config import best_by_rules, close_matches
+    from mergekit_evo.files import disk_errors
     from mergekit_evo.merging import reproduce_command, write_candidate_model  # mergekit is imported only to merge
     from mergekit_evo.runs import RunStore, best_record, score_by
 
-    store, cfg = RunStore.open(run_dir)
+    store, cfg = RunStore.open(run_dir, log=lambda line: click.echo(line, err=True))
     by = by or cfg.best_by
     rules = best_by_rules(cfg.tasks)
     if by not in rules:
         raise UserError(f"--by: must be 'weighted' or a task name; {close_matches(by, rules)}")
+    if write_model:
+        check_model_target(write_model, force)
     record = best_record(store.records(), by)
     if record is None:
         raise UserError(f"{run_dir} has no successfully scored candidate yet")
@@ -234,7 +264,24 @@ def best(run_dir: Path, by: str | None, write_model: Path | None) -> None:
     click.echo(record.merge_yaml.rstrip())
     if write_model:
         _quiet_libraries()
-        click.echo(write_candidate_model(record.merge_yaml, record.seed, record.device, write_model))
+        with disk_errors(write_model):
+            click.echo(write_candidate_model(record.merge_yaml, record.seed, record.device, write_model))
+
+
+def check_model_target(folder: Path, force: bool) -> None:
+    """A folder a model may be written into: new, empty, or (with --force) not empty; and writable. Checked before any
+    merge work, so a wrong target costs nothing."""
+    from mergekit_evo.files import disk_errors
+
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--write-model: {folder} is a file; name a folder for the merged model")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise UserError(f"--write-model: {folder} is not empty; name a new folder, or add --force to write over it")
+    with disk_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".mergekit-evo-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,7 +290,15 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except Interrupted as e:
+        click.echo(str(e), err=True)
+        sys.exit(130)
+    except AllFailed as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort as e:
+        if e.__cause__ is not None and not isinstance(e.__cause__, KeyboardInterrupt):
+            raise e.__cause__  # click turns any EOFError into Abort; one that is not Ctrl-D is a bug to show
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -21,6 +21,10 @@ from mergekit_evo.errors import UserError
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Seed = Annotated[int, Field(ge=0, lt=2**32, description="numpy and torch take seeds in [0, 2**32)")]
+Evaluations = Annotated[int, Field(ge=1)]
 
 
 class Bounds(_Strict):
@@ -96,7 +100,7 @@ class MergerConfig(PluginChoice):
 class BudgetConfig(_Strict):
     """When the search stops; checked after each generation, so a generation is never cut in half."""
 
-    max_evaluations: int | None = Field(40, ge=1)
+    max_evaluations: Evaluations | None = 40
     max_generations: int | None = Field(None, ge=1)
     max_seconds: float | None = Field(None, gt=0)
 
@@ -110,7 +114,7 @@ class EvolveConfig(_Strict):
     models: list[str] = Field(min_length=1)
     base_model: str | None = None
     merge_method: str
-    dtype: str | None = "float32"
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = "float32"
     genome: GenomeConfig = Field(default_factory=GenomeConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
     objectives: Literal["weighted", "separate"] = "weighted"
@@ -118,7 +122,7 @@ class EvolveConfig(_Strict):
     estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    seed: int = 0
+    seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
     run_dir: Path | None = None
     scratch_dir: Path | None = None
@@ -147,6 +151,28 @@ class EvolveConfig(_Strict):
 
     def objective_names(self) -> list[str]:
         return ["fitness"] if self.objectives == "weighted" else [t.name for t in self.tasks]
+
+
+class RunOverrides(_Strict):
+    """`mergekit-evo run`'s options that override the config, held to the same rules as the config's own fields."""
+
+    max_evaluations: Evaluations | None = None
+    seed: Seed | None = None
+
+    @classmethod
+    def parse(cls, **values: Any) -> RunOverrides:
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            raise UserError(format_validation_error(e, as_flag=True)) from None
+
+    def apply(self, config: EvolveConfig) -> EvolveConfig:
+        updates: dict[str, Any] = {}
+        if self.max_evaluations is not None:
+            updates["budget"] = config.budget.model_copy(update={"max_evaluations": self.max_evaluations})
+        if self.seed is not None:
+            updates["seed"] = self.seed
+        return config.model_copy(update=updates)
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -256,6 +282,8 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
 
 def load_config(path: Path) -> EvolveConfig:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder; give the config's YAML file")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
     try:

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_evo.config import parse_plugin_options
+from mergekit_evo.errors import UserError
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.responses import ResponseSource
 
@@ -33,6 +34,9 @@ class Estimator:
 
     def task_rng(self, task: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(task.encode())])
+
+    def check(self, task: str, n_items: int) -> None:
+        """Refuse (`UserError`) options that cannot work for a task of `n_items` search items, before the run starts."""
 
     def prepare(self, source: ResponseSource) -> None:
         """Learn what `select` and `estimate` need; the base estimators need nothing."""
@@ -55,9 +59,13 @@ class SubsampleEstimator(Estimator):
         model_config = ConfigDict(extra="forbid")
         k: int = Field(20, ge=1, description="items per task")
 
+    def check(self, task: str, n_items: int) -> None:
+        if self.options.k > n_items:
+            raise UserError(f"estimator.options.k: {self.options.k} is more than the {n_items} search items of task "
+                            f"{task}; use at most {n_items}, or the `full` estimator")
+
     def select(self, task: str, n_items: int) -> np.ndarray:
-        k = min(self.options.k, n_items)
-        return np.sort(self.task_rng(task).choice(n_items, size=k, replace=False))
+        return np.sort(self.task_rng(task).choice(n_items, size=self.options.k, replace=False))
 
 
 @hookimpl

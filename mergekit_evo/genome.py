@@ -85,6 +85,9 @@ class GenomeSpace:
             if not self.n_layers:
                 raise UserError("genome.layer_groups: 'per_layer' needs the model's config.json to count layers")
             groups = self.n_layers
+        if self.n_layers and groups > self.n_layers:
+            raise UserError(f"genome.layer_groups: {groups} is more than the model's {self.n_layers} layers; use at most "
+                            f"{self.n_layers}, or 'per_layer'")
         self.groups = groups
         labels = [model_label(m) for m in config.models]
         if len(set(labels)) != len(labels):

@@ -54,6 +54,8 @@ def read_items(path: Path, mode: str) -> list[Item]:
                 raise UserError(f"{where}: not valid JSON ({e.msg})") from None
             if not isinstance(record, dict) or "prompt" not in record:
                 raise UserError(f"{where}: each line must be an object with at least 'prompt'")
+            if not isinstance(record.get("choices", []), list):
+                raise UserError(f"{where}: 'choices' must be a list of strings, e.g. [\"4\", \"5\", \"6\"]")
             item = Item(
                 id=str(record.get("id", number - 1)),
                 prompt=str(record["prompt"]),

@@ -40,14 +40,10 @@ def pareto_front(records: list[CandidateRecord]) -> list[CandidateRecord]:
 
 def write_front(store: RunStore, front: list[CandidateRecord], objective_names: list[str]) -> None:
     """`pareto.jsonl` (one line per member) and `pareto/candidate-NNNN.yaml`, each a plain mergekit recipe."""
-    folder = store.path / "pareto"
-    folder.mkdir(exist_ok=True)
-    for stale in folder.glob("candidate-*.yaml"):
-        stale.unlink()
-    lines = []
+    recipes, lines = {}, []
     for r in front:
         name = f"candidate-{r.index:04d}.yaml"
-        store.write_text(f"pareto/{name}", r.merge_yaml)
+        recipes[name] = r.merge_yaml
         lines.append({"index": r.index, "objectives": dict(zip(objective_names, r.objectives)), "fitness": r.fitness,
-                      "genes": r.genes, "yaml": f"pareto/{name}"})
-    store.write_lines("pareto.jsonl", lines)
+                      "genes": r.genes, "yaml": f"{RunStore.PARETO_DIR}/{name}"})
+    store.write_pareto(recipes, lines)

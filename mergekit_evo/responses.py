@@ -2,7 +2,7 @@
 
 An estimator that fits a model of the items (MERGE3's IRT) needs per-item scores of several models on every search
 item before the search starts. The run provides them through `RunResponses`: each scored model is appended and
-fsynced to `responses.jsonl` in the run directory as soon as it is scored, so a killed run resumes without scoring
+fsynced to the run's `responses.jsonl` as soon as it is scored, so a killed run resumes without scoring
 it again, and the estimator can keep what it fitted beside it (`estimator/NAME.json`).
 """
 
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from mergekit_evo.runs import append_jsonl, read_jsonl, write_atomically
+from mergekit_evo.runs import RunStore
 
 Scores = dict[str, np.ndarray]  # task name -> one score per item of its search split, in item order
 
@@ -50,11 +49,10 @@ def point_key(x: np.ndarray) -> str:
 class RunResponses:
     """`ResponseSource` over a run: scores through the run's merger and task backends, cached in its directory."""
 
-    def __init__(self, run_dir: Path, item_ids: dict[str, list[str]], dim: int, seed: int,
+    def __init__(self, store: RunStore, item_ids: dict[str, list[str]], dim: int, seed: int,
                  score_source: Callable[[str], Scores], score_point: Callable[[np.ndarray], Scores],
                  refs: list[str], log: Callable[[str], None] = print, progress: bool = True):
-        self.path = Path(run_dir) / "responses.jsonl"
-        self.state_dir = Path(run_dir) / "estimator"
+        self.store = store
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
         self._score_source, self._score_point, self._refs = score_source, score_point, refs
         self._log, self._progress = log, progress
@@ -66,15 +64,15 @@ class RunResponses:
     def _read(self) -> dict[str, Scores | None]:
         def parse(row: dict) -> tuple[str, Scores | None]:
             tasks = row["tasks"]
-            return row["key"], None if tasks is None else {k: np.asarray(v) for k, v in tasks.items()}
+            return str(row["key"]), None if tasks is None else {k: np.asarray(v, dtype=float) for k, v in tasks.items()}
 
-        return dict(read_jsonl(self.path, parse))
+        return dict(self.store.read_log(self.store.responses_path, parse).rows)
 
     def _append(self, key: str, scores: Scores | None, error: str | None = None) -> None:
         row = {"key": key, "tasks": None if scores is None else {k: v.tolist() for k, v in scores.items()}}
         if error:
             row["error"] = error
-        append_jsonl(self.path, row)
+        self.store.append_response(row)
         self._cache[key] = scores
 
     def _collect(self, keys: list[str], score: Callable[[int], Scores], what: str) -> list[Scores | None]:
@@ -84,11 +82,11 @@ class RunResponses:
             self.log(f"scoring {len(todo)} {what} on all {n_items} search items, for the estimator")
             for i in tqdm(todo, desc=what, disable=not self._progress):
                 try:
-                    self._append(keys[i], score(i))
-                except (KeyboardInterrupt, SystemExit):
-                    raise
+                    scores = score(i)
                 except Exception as e:  # a broken sample merge is left out of the fit, not fatal
                     self._append(keys[i], None, f"{type(e).__name__}: {e}")
+                else:
+                    self._append(keys[i], scores)
         return [self._cache[k] for k in keys]
 
     def endpoints(self) -> dict[str, Scores]:
@@ -105,12 +103,10 @@ class RunResponses:
         return self._collect(keys, lambda i: self._score_point(points[i]), "calibration merges")
 
     def load(self, name: str) -> Any:
-        path = self.state_dir / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return self.store.estimator_state(name)
 
     def save(self, name: str, data: Any) -> None:
-        self.state_dir.mkdir(exist_ok=True)
-        write_atomically(self.state_dir / f"{name}.json", json.dumps(data).encode())
+        self.store.save_estimator_state(name, data)
 
 
 class StaticResponses:

@@ -1,30 +1,43 @@
 """The run directory: every scored candidate, optimizer checkpoints and the results, written so a kill loses nothing.
 
-Layout:
+Layout (every name is spelled here and nowhere else):
   config.yaml         the validated config (absolute paths): `resume` needs nothing else
+  fingerprint.json    what gives the records their meaning (models, genome, seed, items); `resume` checks it
+  run.lock            held (flock) by the one process writing the run; holds its pid
   candidates.jsonl    one record per scored candidate, appended, flushed and fsynced as soon as it is scored
+  responses.jsonl     whole-item-set scores that estimators learn from (IRT), appended the same way
+  estimator/          what such an estimator fitted (NAME.json)
   checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl)
   selection.json      the item ids each task is scored on (fixed for the whole run)
   parents.json        the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
+  best_heldout.json   the best candidate's scores on the held-out items
   report.md           parents against the best merge, on the search and held-out items
   pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
+
+Guarantees (tested in tests/test_run_store.py): only the process holding `run.lock` writes; a record, once appended,
+is never rewritten or removed; a line that cannot be read is reported and skipped, never deleted.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
+import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 
 import yaml
 
 from mergekit_evo.config import EvolveConfig, parse_config
 from mergekit_evo.errors import UserError
+from mergekit_evo.files import BadLine, LogRead, append_jsonl, cut_torn_tail, disk_errors, read_jsonl, write_atomically
+from mergekit_evo.runlock import RunLock
+
+RECORD_FORMAT = 1  # written into each candidate record; readers keep unknown keys out and default missing optional ones
+REQUIRED = ("index", "generation", "member", "genome", "merge_yaml", "seed", "status")
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ class CandidateRecord:
     genes: dict[str, float]
     merge_yaml: str
     seed: int
-    status: str  # "ok" or "failed"
+    status: Literal["ok", "failed"]
     objectives: list[float] | None = None
     fitness: float | None = None
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -49,120 +62,260 @@ class CandidateRecord:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def to_row(self) -> dict:
+        return {"format": RECORD_FORMAT, **asdict(self)}
 
-Row = TypeVar("Row")
+    @classmethod
+    def from_row(cls, row: object) -> CandidateRecord:
+        """A record from a JSON line of this or any other version: unknown keys are ignored, optional ones defaulted.
 
-
-def read_jsonl(path: Path, parse: Callable[[dict], Row]) -> list[Row]:
-    """The rows of an append-only JSON-lines file, each through `parse`.
-
-    A torn last line (a kill mid-write), or a line `parse` cannot read, ends the file: it is cut off there, since it
-    was never completely written, so the next append starts on a clean line.
-    """
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    rows, good_bytes = [], 0
-    for line in raw.splitlines(keepends=True):
-        if not line.endswith(b"\n"):
-            break
-        try:
-            rows.append(parse(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, KeyError):
-            break
-        good_bytes += len(line)
-    if good_bytes != len(raw):
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return rows
-
-
-def append_jsonl(path: Path, row: dict) -> None:
-    """Append one row, flushed and fsynced: once this returns, a kill cannot lose it."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of either."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        Raises ValueError for a line that is not a record (missing a required key, or a value of the wrong kind).
+        """
+        if not isinstance(row, dict):
+            raise ValueError("not a JSON object")
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in row.items() if k in known}
+        data.setdefault("genes", {})
+        for key in ("index", "generation", "member", "seed"):
+            if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
+                raise ValueError(f"{key} is not a whole number")
+        if data["status"] not in ("ok", "failed"):
+            raise ValueError(f"status {data['status']!r} is neither 'ok' nor 'failed'")
+        if not isinstance(data["genome"], list) or not all(isinstance(v, (int, float)) for v in data["genome"]):
+            raise ValueError("genome is not a list of numbers")
+        if data["status"] == "ok":
+            if not isinstance(data.get("fitness"), (int, float)) or not isinstance(data.get("objectives"), list):
+                raise ValueError("an ok record needs fitness and objectives")
+            if not isinstance(data.get("tasks"), dict):
+                raise ValueError("tasks is not a mapping")
+        return cls(**data)
 
 
 class RunStore:
-    def __init__(self, path: Path):
+    """The run directory's layout, and the only code that writes it.
+
+    `RunStore(path)` reads. Writing needs the run's lock (`lock()`, or `create`): a second writer is refused in one
+    line naming the first one's pid, and a reader never writes, so it may watch a live run.
+    """
+
+    CONFIG = "config.yaml"
+    FINGERPRINT = "fingerprint.json"
+    LOCK = "run.lock"
+    CANDIDATES = "candidates.jsonl"
+    RESPONSES = "responses.jsonl"
+    ESTIMATOR = "estimator"
+    CHECKPOINTS = "checkpoints"
+    SELECTION = "selection.json"
+    PARENTS = "parents.json"
+    BEST = "best.yaml"
+    BEST_HELDOUT = "best_heldout.json"
+    BEST_MODEL = "best_model"
+    REPORT = "report.md"
+    PARETO = "pareto.jsonl"
+    PARETO_DIR = "pareto"
+    # the files and folders that make a folder a run (the lock file alone does not: it is left by any attempt)
+    PARTS = (CONFIG, FINGERPRINT, CANDIDATES, RESPONSES, CHECKPOINTS, SELECTION, PARENTS, BEST, REPORT)
+
+    def __init__(self, path: Path, log: Callable[[str], None] | None = None):
         self.path = Path(path)
+        self.log = log or (lambda message: print(message, file=sys.stderr))
+        self._lock = RunLock(self.path, self.LOCK)
+        self._reported: set[tuple[str, int]] = set()
 
-    # -------------------------------------------------------------------------------- creation and opening
-
-    @classmethod
-    def create(cls, path: Path, config: EvolveConfig) -> RunStore:
-        store = cls(path)
-        if store.candidates_path.exists() and store.candidates_path.stat().st_size > 0:
-            raise UserError(
-                f"{path} already holds a run; continue it with `mergekit-evo resume {path}` or choose another run_dir"
-            )
-        (store.path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        data = config.model_dump(mode="json", exclude={"run_dir"})
-        write_atomically(store.path / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
-        return store
-
-    @classmethod
-    def open(cls, path: Path) -> tuple[RunStore, EvolveConfig]:
-        store = cls(path)
-        config_path = store.path / "config.yaml"
-        if not config_path.is_file():
-            raise UserError(f"{path} is not a run directory (no config.yaml); start one with `mergekit-evo run CONFIG`")
-        config = parse_config(yaml.safe_load(config_path.read_text()), store.path)
-        return store, config.model_copy(update={"run_dir": store.path.resolve()})
-
-    # -------------------------------------------------------------------------------- candidates
+    def file(self, name: str) -> Path:
+        return self.path / name
 
     @property
     def candidates_path(self) -> Path:
-        return self.path / "candidates.jsonl"
+        return self.file(self.CANDIDATES)
+
+    @property
+    def responses_path(self) -> Path:
+        return self.file(self.RESPONSES)
+
+    @property
+    def estimator_dir(self) -> Path:
+        return self.file(self.ESTIMATOR)
+
+    def resume_hint(self) -> str:
+        return f"`mergekit-evo resume {self.path}` continues the run"
+
+    def parts(self) -> list[str]:
+        """The parts of a run this folder holds (empty for a new or unrelated folder)."""
+        return [name for name in self.PARTS if self.file(name).exists()]
+
+    # -------------------------------------------------------------------------------- creation, opening, locking
+
+    @classmethod
+    def create(cls, path: Path, config: EvolveConfig, fingerprint: dict,
+               log: Callable[[str], None] | None = None) -> RunStore:
+        """A new run in `path` (created if needed), locked; refused if the folder already holds any part of a run."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"run directory {path} is a file; name a folder (new or empty) for the run")
+        with disk_errors(path, then="try again"):
+            path.mkdir(parents=True, exist_ok=True)
+        store = cls(path, log)
+        store.lock()
+        parts = store.parts()
+        if parts:
+            store.unlock()
+            held = parts[0] + (f" and {len(parts) - 1} more" if len(parts) > 1 else "")
+            raise UserError(f"{path} already holds a run ({held}); continue it with "
+                            f"`mergekit-evo resume {path}`, or give `run` a new run directory")
+        store.write_json(cls.FINGERPRINT, fingerprint)
+        data = config.model_dump(mode="json", exclude={"run_dir"})
+        store.write_text(cls.CONFIG, yaml.safe_dump(data, sort_keys=False))
+        store._mkdir(cls.CHECKPOINTS)
+        return store
+
+    @classmethod
+    def open(cls, path: Path, log: Callable[[str], None] | None = None) -> tuple[RunStore, EvolveConfig]:
+        """An existing run and its config, for reading (`lock()` it to write)."""
+        path = Path(path)
+        store = cls(path, log)
+        config_path = store.file(cls.CONFIG)
+        if not config_path.is_file():
+            what = "does not exist" if not path.exists() else ("is a file" if not path.is_dir() else "has no config.yaml")
+            raise UserError(f"{path} is not a run directory ({what}); start a run with `mergekit-evo run CONFIG`")
+        try:
+            data = yaml.safe_load(config_path.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"{config_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        config = parse_config(data, store.path)
+        return store, config.model_copy(update={"run_dir": store.path.resolve()})
+
+    def lock(self) -> None:
+        """Become the run's one writer; a torn tail left by an earlier writer's kill is cut from each log."""
+        self._lock.acquire()
+        for path in (self.candidates_path, self.responses_path):
+            with disk_errors(path, then=self.resume_hint()):
+                cut = cut_torn_tail(path)
+            if cut:
+                self.log(f"{path.name}: cut {cut} bytes of a line left incomplete by an interrupted write")
+
+    def unlock(self) -> None:
+        self._lock.release()
+
+    def check_not_in_use(self) -> None:
+        """Refuse, as `lock` would, when another process writes this run (before deleting or replacing it)."""
+        if self.path.is_dir() and not self._lock.held:
+            self._lock.acquire()
+            self._lock.release()
+
+    def _writing(self, path: Path):
+        if not self._lock.held:
+            raise RuntimeError(f"{self.path}: written without holding its lock")  # a bug, not a user's mistake
+        return disk_errors(path, then=self.resume_hint())
+
+    def _mkdir(self, name: str) -> Path:
+        folder = self.file(name)
+        with self._writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # -------------------------------------------------------------------------------- append-only logs
+
+    def read_log(self, path: Path, parse: Callable[[object], Any]) -> LogRead:
+        """A log's rows; each unreadable line is reported once per store (with its number) and skipped, never removed."""
+        result = read_jsonl(path, parse)
+        for bad in result.bad:
+            self._report(path, bad)
+        return result
+
+    def _report(self, path: Path, bad: BadLine) -> None:
+        if (path.name, bad.number) not in self._reported:
+            self._reported.add((path.name, bad.number))
+            self.log(f"{path.name}:{bad.number}: skipped a line that cannot be read ({bad.reason}); it stays in the file")
+
+    def read_records(self) -> LogRead[CandidateRecord]:
+        return self.read_log(self.candidates_path, CandidateRecord.from_row)
 
     def records(self) -> list[CandidateRecord]:
-        """Every recorded candidate. A torn last line (a kill mid-write) is cut off, since it was never complete."""
-        return read_jsonl(self.candidates_path, lambda row: CandidateRecord(**row))
+        """Every readable candidate record, in the order they were recorded."""
+        return self.read_records().rows
+
+    def next_index(self) -> int:
+        """An index no record has: past every readable record's and past the count of lines, unreadable ones included."""
+        read = self.read_records()
+        return max([read.lines, *(r.index + 1 for r in read.rows)])
 
     def append(self, record: CandidateRecord) -> None:
-        append_jsonl(self.candidates_path, asdict(record))
+        with self._writing(self.candidates_path):
+            append_jsonl(self.candidates_path, record.to_row())
 
-    # -------------------------------------------------------------------------------- checkpoints and results
+    def append_response(self, row: dict) -> None:
+        with self._writing(self.responses_path):
+            append_jsonl(self.responses_path, row)
+
+    # -------------------------------------------------------------------------------- checkpoints
 
     def checkpoint_path(self, generation: int) -> Path:
-        return self.path / "checkpoints" / f"gen-{generation:04d}.pkl"
+        return self.file(self.CHECKPOINTS) / f"gen-{generation:04d}.pkl"
 
     def save_checkpoint(self, generation: int, state: dict) -> None:
-        write_atomically(self.checkpoint_path(generation), pickle.dumps(state))
+        path = self.checkpoint_path(generation)
+        with self._writing(path):
+            write_atomically(path, pickle.dumps(state))
 
     def latest_checkpoint(self) -> tuple[int, dict] | None:
-        paths = sorted((self.path / "checkpoints").glob("gen-*.pkl"))
-        if not paths:
-            return None
-        latest = paths[-1]
-        return int(latest.stem.split("-")[1]), pickle.loads(latest.read_bytes())
+        """The newest checkpoint that can be read; a damaged one is reported and the one before it used.
+
+        Going back one generation costs nothing recorded: the loop asks that generation again, finds its members'
+        records and scores only those that have none.
+        """
+        paths = sorted(self.file(self.CHECKPOINTS).glob("gen-*.pkl"), reverse=True)
+        for path in paths:
+            try:
+                generation = int(path.stem.split("-")[1])
+                return generation, pickle.loads(path.read_bytes())
+            except Exception as e:  # truncated, emptied or garbled: unpickling fails in many ways
+                self.log(f"checkpoint {path.name} cannot be read ({type(e).__name__}); using the one before it")
+        return None
+
+    # -------------------------------------------------------------------------------- whole files
 
     def read_json(self, name: str) -> Any:
-        path = self.path / name
-        return json.loads(path.read_text()) if path.exists() else None
+        path = self.file(name)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise UserError(f"{path} is not valid JSON; restore it, or move it away to have it rebuilt") from None
 
     def write_json(self, name: str, data: Any) -> None:
-        write_atomically(self.path / name, (json.dumps(data, indent=2) + "\n").encode())
+        self.write_text(name, json.dumps(data, indent=2) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
-        write_atomically(self.path / name, text.encode())
+        path = self.file(name)
+        with self._writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, text.encode())
 
     def write_lines(self, name: str, rows: list[Any]) -> None:
         """A JSON-lines file, replaced atomically as a whole."""
-        write_atomically(self.path / name, "".join(json.dumps(row) + "\n" for row in rows).encode())
+        self.write_text(name, "".join(json.dumps(row) + "\n" for row in rows))
+
+    def write_pareto(self, recipes: dict[str, str], rows: list[dict]) -> None:
+        """The Pareto front: each recipe as `pareto/NAME` (recipes no longer on the front removed) and `pareto.jsonl`."""
+        folder = self._mkdir(self.PARETO_DIR)
+        with self._writing(folder):
+            for stale in folder.glob("*.yaml"):
+                if stale.name not in recipes:
+                    stale.unlink()
+        for name, text in recipes.items():
+            self.write_text(f"{self.PARETO_DIR}/{name}", text)
+        self.write_lines(self.PARETO, rows)
+
+    def estimator_state(self, name: str) -> Any:
+        return self.read_json(f"{self.ESTIMATOR}/{name}.json")
+
+    def save_estimator_state(self, name: str, data: Any) -> None:
+        self.write_text(f"{self.ESTIMATOR}/{name}.json", json.dumps(data))
 
 
 def score_by(record: CandidateRecord, by: str = "weighted") -> float:
@@ -172,5 +325,5 @@ def score_by(record: CandidateRecord, by: str = "weighted") -> float:
 
 def best_record(records: list[CandidateRecord], by: str = "weighted") -> CandidateRecord | None:
     """The best scored candidate under the rule `by` ('weighted' or a task name); ties go to the earliest."""
-    scored = [r for r in records if r.ok and r.fitness is not None]
+    scored = [r for r in records if r.ok and r.fitness is not None and (by == "weighted" or by in r.tasks)]
     return max(scored, key=lambda r: (score_by(r, by), -r.index)) if scored else None

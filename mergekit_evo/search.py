@@ -18,10 +18,12 @@ from tqdm import tqdm
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.merging import LoadedModel, reproduce_command
 from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
 from mergekit_evo.pareto import pareto_front, write_front
+from mergekit_evo.preflight import check_inputs
 from mergekit_evo.responses import RunResponses
 from mergekit_evo.runs import CandidateRecord, RunStore, best_record, score_by
 
@@ -46,6 +48,7 @@ class Evolution:
         self.pm = get_plugin_manager()
         self.reg = reg or registry(self.pm)
         check_plugin_names(config, self.reg)
+        check_inputs(config)
         self.genome = GenomeSpace(config)
         if self.genome.dim == 0:
             raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
@@ -54,6 +57,8 @@ class Evolution:
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
         self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
+        for name, task in self.tasks.items():
+            self.estimator.check(name, len(task.item_ids))
         self.merger = self.reg.get("mergers", config.merger.name, "merger.name")(config)
         optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
         n_objectives = len(config.objective_names())
@@ -70,33 +75,69 @@ class Evolution:
 
     @classmethod
     def start(cls, config: EvolveConfig, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
-        config = config.model_copy(update={"run_dir": Path(run_dir).resolve()})
-        evolution = cls(config, RunStore(run_dir), log=log)  # validate everything before touching the folder
-        evolution.store = RunStore.create(run_dir, config)
+        """A new run in `run_dir`, which must not hold one; everything is validated before the folder is touched."""
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"run directory {run_dir} is a file; name a folder (new or empty) for the run")
+        config = config.model_copy(update={"run_dir": run_dir.resolve()})
+        evolution = cls(config, RunStore(run_dir, log), log=log)
+        evolution.store = RunStore.create(run_dir, config, evolution.fingerprint(), log)
         return evolution
 
     @classmethod
     def resume(cls, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
-        store, config = RunStore.open(run_dir)
-        return cls(config, store, log=log)
+        """The run in `run_dir`, locked for this process and checked against the inputs it started with."""
+        store, config = RunStore.open(run_dir, log)
+        store.lock()
+        try:
+            evolution = cls(config, store, log=log)
+            evolution._check_fingerprint()
+        except BaseException:
+            store.unlock()
+            raise
+        return evolution
+
+    def fingerprint(self) -> dict:
+        return run_fingerprint(self.config, {name: task.fingerprint() for name, task in self.tasks.items()})
+
+    def _check_fingerprint(self) -> None:
+        """Refuse to add records of another meaning: the models, genome, seed or items changed since the run started."""
+        current = self.fingerprint()
+        saved = self.store.read_json(RunStore.FINGERPRINT)
+        if saved is None:
+            self.log("this run predates fingerprints: recording its inputs now, so later resumes are checked")
+            self.store.write_json(RunStore.FINGERPRINT, current)
+            return
+        changed = changes(saved, current)
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise UserError(
+                f"{self.store.path}: the run's inputs changed since it started: {'; '.join(changed[:3])}{more}; put "
+                "back what it started with, or start a new run in another folder with `mergekit-evo run`"
+            )
+
+    def close(self) -> None:
+        """Give up the run's lock (a run also gives it up when `run` returns or the process ends)."""
+        self.store.unlock()
 
     def _select_items(self, progress: bool) -> None:
         """Prepare the estimator, then draw the items per task once; a resumed run checks it draws the same ones."""
         self.estimator.prepare(RunResponses(
-            self.store.path, {n: t.item_ids for n, t in self.tasks.items()}, self.genome.dim, self.config.seed,
+            self.store, {n: t.item_ids for n, t in self.tasks.items()}, self.genome.dim, self.config.seed,
             score_source=self._score_source_fully, score_point=self._score_point_fully, log=self.log,
             progress=progress, refs=self.config.input_refs(),
         ))
         selection = {
             name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
         }
-        saved = self.store.read_json("selection.json")
+        chosen = {n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in selection.items()}
+        saved = self.store.read_json(RunStore.SELECTION)
         if saved is None:
-            self.store.write_json("selection.json", {
-                n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in selection.items()
-            })
-        elif {k: v["indices"] for k, v in saved.items()} != selection:
-            raise UserError(f"{self.store.path}: the task items changed since the run started; start a new run")
+            self.store.write_json(RunStore.SELECTION, chosen)
+        elif saved != chosen:
+            changed = sorted(n for n in set(saved) | set(chosen) if saved.get(n) != chosen.get(n))
+            raise UserError(f"{self.store.path}: the items scored for {', '.join(changed)} differ from those the run "
+                            "started with; put the item files back, or start a new run")
         self.selection = selection
 
     def _score_fully(self, model: LoadedModel) -> dict[str, np.ndarray]:
@@ -161,8 +202,6 @@ class Evolution:
             objectives, fitness = self._objectives(tasks)
             return CandidateRecord(**common, status="ok", objectives=objectives, fitness=fitness, tasks=tasks,
                                    seconds=round(time.perf_counter() - started, 3))
-        except (KeyboardInterrupt, SystemExit):
-            raise
         except Exception as e:  # a broken candidate is data, not a crash
             return CandidateRecord(**common, status="failed", error=f"{type(e).__name__}: {e}",
                                    seconds=round(time.perf_counter() - started, 3))
@@ -171,7 +210,7 @@ class Evolution:
 
     def score_parents(self) -> dict[str, dict]:
         """The input models on the same items (and held-out items), scored once and kept in parents.json."""
-        parents = self.store.read_json("parents.json") or {}
+        parents = self.store.read_json(RunStore.PARENTS) or {}
         for ref in self.config.input_refs():
             if ref in parents:
                 continue
@@ -181,7 +220,7 @@ class Evolution:
                 heldout = self._heldout(model)
             _, fitness = self._objectives(tasks)
             parents[ref] = {"fitness": fitness, "tasks": {n: t["estimate"] for n, t in tasks.items()}, "heldout": heldout}
-            self.store.write_json("parents.json", parents)
+            self.store.write_json(RunStore.PARENTS, parents)
         return parents
 
     # ------------------------------------------------------------------------------ the loop
@@ -195,12 +234,20 @@ class Evolution:
         )
 
     def run(self, progress: bool = True) -> RunResult:
+        """Search until the budget is spent, recording every candidate; the run's lock is given up on return."""
+        try:
+            return self._run(progress)
+        finally:
+            self.close()
+
+    def _run(self, progress: bool) -> RunResult:
         describe = getattr(self.merger, "describe", None)
         if describe is not None:
             self.log(describe())
         self._select_items(progress)
         parents = self.score_parents()
         records = self.store.records()
+        next_index = self.store.next_index()
         checkpoint = self.store.latest_checkpoint()
         if checkpoint is None:
             optimizer = self.optimizer_cls(
@@ -226,7 +273,8 @@ class Evolution:
             for member, x in enumerate(xs):
                 record = by_position.get((generation, member))
                 if record is None:
-                    record = self.evaluate(x, len(records), generation, member, by_yaml)
+                    record = self.evaluate(x, next_index, generation, member, by_yaml)
+                    next_index += 1
                     self.store.append(record)
                     records.append(record)
                     by_position[(generation, member)] = record
@@ -237,7 +285,7 @@ class Evolution:
                     fitness[member] = record.objectives
                     if best is None or score_by(record, self.config.best_by) > score_by(best, self.config.best_by):
                         best = record
-                        self.store.write_text("best.yaml", best.merge_yaml)
+                        self.store.write_text(RunStore.BEST, best.merge_yaml)
                 bar.update(1)
                 bar.set_postfix(best=f"{best.fitness:.4f}" if best else "-", failed=sum(not r.ok for r in records))
             bar.close()
@@ -254,23 +302,23 @@ class Evolution:
         best = best_record(records, self.config.best_by)
         heldout = None
         if best is not None:
-            self.store.write_text("best.yaml", best.merge_yaml)
-            heldout = self.store.read_json("best_heldout.json")
+            self.store.write_text(RunStore.BEST, best.merge_yaml)
+            heldout = self.store.read_json(RunStore.BEST_HELDOUT)
             if heldout is None or heldout.get("index") != best.index:
                 x = np.asarray(best.genome)
                 with self.merger.merged(self.genome.to_merge_config(x), seed=best.seed) as model:
                     heldout = {"index": best.index, "scores": self._heldout(model)}
-                self.store.write_json("best_heldout.json", heldout)
+                self.store.write_json(RunStore.BEST_HELDOUT, heldout)
             if self.config.write_best_model:
                 from mergekit_evo.merging import write_candidate_model
 
-                self.log(write_candidate_model(best.merge_yaml, best.seed, best.device, self.store.path / "best_model"))
+                self.log(write_candidate_model(best.merge_yaml, best.seed, best.device, self.store.file(RunStore.BEST_MODEL)))
         front = None
         if self.config.objectives == "separate":
             front = pareto_front(records)
             write_front(self.store, front, self.config.objective_names())
         result = RunResult(self.store.path, best, parents, heldout["scores"] if heldout else None, records, front)
-        self.store.write_text("report.md", report(result, self.config))
+        self.store.write_text(RunStore.REPORT, report(result, self.config))
         self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
         return result
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from mergekit_evo.config import TaskConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.fingerprint import json_hash
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.items import read_items
 from mergekit_evo.merging import LoadedModel
@@ -35,6 +36,12 @@ class TaskBackend(ABC):
         """Scores on the held-out items, or None when the task has none."""
         return None
 
+    def fingerprint(self) -> dict[str, str]:
+        """Hashes of what the task scores, by name ('search items', 'held-out items'), kept with the run so `resume`
+        refuses items that changed under it. The base hashes the item ids in order; a backend that can read its items'
+        content should hash that too, so an edited answer is caught."""
+        return {"search items": json_hash(self.item_ids)}
+
 
 class NativeTask(TaskBackend):
     """JSONL items scored with plain transformers: multiple choice by log-likelihood, or greedy exact match."""
@@ -49,6 +56,12 @@ class NativeTask(TaskBackend):
     @property
     def item_ids(self) -> list[str]:
         return [item.id for item in self.items]
+
+    def fingerprint(self) -> dict[str, str]:
+        hashes = {"search items": json_hash([item.to_json() for item in self.items])}
+        if self.test_items:
+            hashes["held-out items"] = json_hash([item.to_json() for item in self.test_items])
+        return hashes
 
     def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
         # torch and transformers are imported when a task first scores, not when the plugin is listed

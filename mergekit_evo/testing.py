@@ -48,12 +48,12 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
         raise ValueError(f"keep must be between 1 and {len(records) - 1}")
     kept = records[:keep]
     store.candidates_path.write_text("".join(line + "\n" for line in store.candidates_path.read_text().splitlines()[:keep]))
-    for checkpoint in (into / "checkpoints").glob("gen-*.pkl"):  # killed before the next generation's checkpoint
+    for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*.pkl"):  # killed before the next generation's one
         if int(checkpoint.stem.split("-")[1]) > kept[-1].generation:
             checkpoint.unlink()
-    for result in ("best.yaml", "best_heldout.json", "report.md", "pareto.jsonl"):
+    for result in (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT, RunStore.PARETO):
         (into / result).unlink(missing_ok=True)
-    shutil.rmtree(into / "pareto", ignore_errors=True)
+    shutil.rmtree(into / RunStore.PARETO_DIR, ignore_errors=True)
     return into
 
 

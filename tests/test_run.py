@@ -211,21 +211,3 @@ def test_a_plugin_that_fails_to_load_is_reported_by_name(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "failed to load plugin broken: ModuleNotFoundError" in result.stdout
     assert "random" in result.stdout
-
-
-def test_a_torn_or_unreadable_last_line_of_a_log_is_cut_and_the_next_append_starts_clean(tmp_path):
-    from mergekit_evo.runs import append_jsonl, read_jsonl
-
-    path = tmp_path / "log.jsonl"
-    append_jsonl(path, {"key": "a", "n": 1})
-    append_jsonl(path, {"key": "b", "n": 2})
-    with path.open("a") as f:
-        f.write('{"key": "c", "n"')  # a kill mid-write
-    assert read_jsonl(path, lambda row: row["key"]) == ["a", "b"]
-    append_jsonl(path, {"key": "d", "n": 4})
-    assert read_jsonl(path, lambda row: row["key"]) == ["a", "b", "d"]
-
-    with path.open("a") as f:
-        f.write('{"n": 5}\n')  # complete JSON, but not a row `parse` can read: the file ends before it
-    assert read_jsonl(path, lambda row: row["key"]) == ["a", "b", "d"]
-    assert path.read_text().count("\n") == 3

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_evo.config import TaskConfig, close_matches, parse_plugin_options
 from mergekit_evo.errors import UserError
+from mergekit_evo.fingerprint import json_hash
 from mergekit_evo.merging import LoadedModel
 from mergekit_evo.tasks import TaskBackend
 
@@ -143,6 +144,13 @@ class LmEvalTask(TaskBackend):
     @property
     def item_ids(self) -> list[str]:
         return [str(i) for i in range(self.n_docs)]
+
+    def fingerprint(self) -> dict[str, str]:
+        """The documents themselves: lm-eval's item ids are positions, so a changed data set keeps the same ids."""
+        hashes = {"search items": json_hash(list(self.task.eval_docs)[: self.n_docs])}
+        if self.test is not None:
+            hashes["held-out items"] = json_hash(list(self.test.eval_docs))
+        return hashes
 
     # ------------------------------------------------------------------------------ scoring
 

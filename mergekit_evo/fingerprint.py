@@ -1,0 +1,116 @@
+"""What gives a run's records their meaning, written when it starts and checked on every `resume`.
+
+A record's genome means something only under the models, their order, the genome layout, the seed and the items it
+was scored on. `config.yaml` is a file a user can edit and models and item files can be swapped on disk, so the run
+keeps a fingerprint of all of it (`fingerprint.json`) and `resume` refuses, in one line naming what changed, to add
+records of another meaning to the same file.
+
+What may change between starting and resuming: the budget (raise it to extend a run), `best_by`, the merger and its
+device, `scratch_dir`, `write_best_model` and a task's `batch_size`; none of these changes what a recorded genome or
+score means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mergekit_evo.config import EvolveConfig
+
+FORMAT = 1
+# config fields that may change between start and resume (see the module docstring)
+MAY_CHANGE = {"budget", "best_by", "merger", "scratch_dir", "write_best_model", "run_dir"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def json_hash(data: Any) -> str:
+    """A hash of JSON-able data, independent of key order."""
+    return sha256(json.dumps(data, sort_keys=True, default=str).encode())
+
+
+def model_files_hash(ref: str) -> str | None:
+    """A cheap identity of a local model's files: config.json, and each weight file's name, size and header.
+
+    A safetensors header lists every tensor's name, dtype, shape and byte offsets, so a model swapped for another, or
+    retrained into another shape, changes it; reading it costs kilobytes, not the gigabytes a full hash would.
+    None for a model that is not a local folder (a hub id).
+    """
+    folder = Path(ref)
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    config = folder / "config.json"
+    h.update(config.read_bytes() if config.is_file() else b"")
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt")):
+        h.update(f"{path.name}:{path.stat().st_size}:".encode())
+        if path.suffix == ".safetensors":
+            with path.open("rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                h.update(f.read(min(size, 100_000_000)))
+    return h.hexdigest()
+
+
+def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """The fingerprint as flat, named entries: `{"seed": 0, "files of models[1] (lang_b)": "ab12...", ...}`.
+
+    `task_hashes` holds each task's item hashes, as its backend's `fingerprint()` gives them.
+    """
+    data = config.model_dump(mode="json", exclude=MAY_CHANGE)
+    entries: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "tasks":
+            for task in value:
+                task.pop("batch_size")  # a resource knob, like the merger's device
+                entries[f"task {task['name']}"] = task
+        else:
+            entries[key] = value
+    labelled = [(f"models[{i}]", ref) for i, ref in enumerate(config.models)]
+    if config.base_model:
+        labelled.append(("base_model", config.base_model))
+    for field, ref in labelled:
+        entries[f"files of {field} ({Path(ref).name})"] = model_files_hash(ref)
+    for task, hashes in task_hashes.items():
+        for what, digest in hashes.items():
+            entries[f"{what} of task {task}"] = digest
+    return {"format": FORMAT, "entries": entries}
+
+
+def _flat(value: Any, key: str, out: dict[str, Any]) -> dict[str, Any]:
+    """Nested entries as dotted keys (`genome.layer_groups`, `models[1]`), so a change is named where it is."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _flat(v, f"{key}.{k}" if key else str(k), out)
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            _flat(v, f"{key}[{i}]", out)
+    else:
+        out[key] = value
+    return out
+
+
+def _short(value: Any) -> str | None:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else None
+
+
+def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """What differs between two fingerprints, each as a short phrase (`seed (0 -> 7)`, `files of models[1] (lang_b)`)."""
+    before, after = _flat(saved.get("entries", {}), "", {}), _flat(current.get("entries", {}), "", {})
+    out = []
+    absent = object()
+    for key in list(before) + [k for k in after if k not in before]:
+        old, new = before.get(key, absent), after.get(key, absent)
+        if old == new:
+            continue
+        shown = ["absent" if v is absent else _short(v) for v in (old, new)]
+        if key.startswith(("files of", "search items", "held-out items")) or None in shown:
+            out.append(key)
+        else:
+            out.append(f"{key} ({shown[0]} -> {shown[1]})")
+    return out
