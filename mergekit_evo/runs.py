@@ -156,21 +156,30 @@ class RunStore:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise UserError(f"run directory {path} is a file; name a folder (new or empty) for the run")
+        store = cls(path, log)
+        store._refuse_a_run_here()  # before the lock, so a refused folder is left untouched
         with disk_errors(path, then="try again"):
             path.mkdir(parents=True, exist_ok=True)
-        store = cls(path, log)
         store.lock()
-        parts = store.parts()
-        if parts:
+        try:
+            store._refuse_a_run_here()  # again under the lock: another `run` may have started in between
+        except UserError:
             store.unlock()
-            held = parts[0] + (f" and {len(parts) - 1} more" if len(parts) > 1 else "")
-            raise UserError(f"{path} already holds a run ({held}); continue it with "
-                            f"`mergekit-evo resume {path}`, or give `run` a new run directory")
+            raise
         store.write_json(cls.FINGERPRINT, fingerprint)
         data = config.model_dump(mode="json", exclude={"run_dir"})
         store.write_text(cls.CONFIG, yaml.safe_dump(data, sort_keys=False))
         store._mkdir(cls.CHECKPOINTS)
         return store
+
+    def _refuse_a_run_here(self) -> None:
+        parts = self.parts()
+        if parts:
+            if self.file(self.LOCK).exists():
+                self.check_not_in_use()  # a live run: say who holds it rather than to resume it
+            held = parts[0] + (f" and {len(parts) - 1} more" if len(parts) > 1 else "")
+            raise UserError(f"{self.path} already holds a run ({held}); continue it with "
+                            f"`mergekit-evo resume {self.path}`, or give `run` a new run directory")
 
     @classmethod
     def open(cls, path: Path, log: Callable[[str], None] | None = None) -> tuple[RunStore, EvolveConfig]:

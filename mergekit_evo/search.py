@@ -246,7 +246,10 @@ class Evolution:
             self.log(describe())
         self._select_items(progress)
         parents = self.score_parents()
-        records = self.store.records()
+        recorded = self.store.read_records()
+        records = recorded.rows
+        # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
+        evaluations = recorded.lines
         next_index = self.store.next_index()
         checkpoint = self.store.latest_checkpoint()
         if checkpoint is None:
@@ -266,7 +269,7 @@ class Evolution:
         started = time.perf_counter() - elapsed
         best = best_record(records, self.config.best_by)
 
-        while self._budget_left(len(records), generation, time.perf_counter() - started):
+        while self._budget_left(evaluations, generation, time.perf_counter() - started):
             xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
             fitness = np.full((len(xs), len(self.config.objective_names())), np.nan)
             bar = tqdm(total=len(xs), desc=f"generation {generation}", disable=not progress, leave=True)
@@ -275,6 +278,7 @@ class Evolution:
                 if record is None:
                     record = self.evaluate(x, next_index, generation, member, by_yaml)
                     next_index += 1
+                    evaluations += 1
                     self.store.append(record)
                     records.append(record)
                     by_position[(generation, member)] = record

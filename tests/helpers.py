@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -44,3 +46,66 @@ def write_config(world: Path, folder: Path, max_evaluations: int = 12, populatio
     path = Path(folder) / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """Make `folder` unwritable for the duration, as a read-only share or another user's folder would be.
+
+    Permission bits do not stop root, so as root the folder is bind-mounted over itself read-only (the kernel then
+    answers EROFS, as for a read-only share); otherwise its write bits are removed (EACCES).
+    """
+    folder = Path(folder)
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    subprocess.run(["mount", "--bind", str(folder), str(folder)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def can_mount() -> bool:
+    """Whether this process may mount file systems (root with the capability to): the full-disk test needs a tmpfs."""
+    if os.geteuid() != 0:
+        return False
+    probe = Path(tempfile.mkdtemp())
+    try:
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
+                              capture_output=True).returncode == 0 and subprocess.run(["umount", str(probe)]).returncode == 0
+    finally:
+        probe.rmdir()
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str = "4m"):
+    """A real, small file system (tmpfs) mounted at `folder`, so writes can fill it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write a filler file until the file system under `folder` is full; delete it to free the space again."""
+    filler = Path(folder) / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for chunk in (1 << 20, 4096, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * chunk):
+                    pass
+    finally:
+        os.close(fd)
+    return filler
