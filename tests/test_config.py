@@ -36,6 +36,9 @@ BAD = [
     ("unknown mode", lambda d, w: d["tasks"][0].update(mode="chat"), ["tasks.0.mode"]),
     ("negative budget", lambda d, w: d["budget"].update(max_evaluations=-1), ["budget.max_evaluations"]),
     ("duplicate task names", lambda d, w: d["tasks"].append(dict(d["tasks"][0])), ["task names must be unique"]),
+    ("unknown dtype", lambda d, w: d.update(dtype="float33"), ["dtype", "'bfloat16'", "float33"]),
+    ("negative seed", lambda d, w: d.update(seed=-1), ["seed", "greater than or equal to 0"]),
+    ("seed past numpy's range", lambda d, w: d.update(seed=2**32), ["seed", "less than"]),
 ]
 
 
