@@ -151,3 +151,10 @@ def test_the_simulated_fit_beats_plain_anchors_on_unseen_items():
     assert np.mean(model) < np.mean(plain)
     params, _ = fit(np.array([respond(t)["t"] for t in np.linspace(-1, 1, 5)]), 1, 0)
     assert params.a.shape == (300, 1)
+
+
+def test_more_anchors_than_search_items_are_refused_before_the_run_starts():
+    estimator = GMPIRTEstimator({"n": 500}, seed=0)
+    estimator.check("math_a", 500)  # as many as there are: fine
+    with pytest.raises(UserError, match=r"estimator.options.n: 500 anchors are more than the 128 search items"):
+        estimator.check("math_a", 128)
