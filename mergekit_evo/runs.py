@@ -215,14 +215,16 @@ class RunStore:
             self._lock.acquire()
             self._lock.release()
 
-    def _writing(self, path: Path):
+    def writing(self, path: Path):
+        """The context every write to the run goes through: the lock must be held, and a disk error a user can fix is
+        one line naming the path and that `resume` continues once it is fixed."""
         if not self._lock.held:
             raise RuntimeError(f"{self.path}: written without holding its lock")  # a bug, not a user's mistake
         return disk_errors(path, then=self.resume_hint())
 
     def _mkdir(self, name: str) -> Path:
         folder = self.file(name)
-        with self._writing(folder):
+        with self.writing(folder):
             folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -253,11 +255,11 @@ class RunStore:
         return max([read.lines, *(r.index + 1 for r in read.rows)])
 
     def append(self, record: CandidateRecord) -> None:
-        with self._writing(self.candidates_path):
+        with self.writing(self.candidates_path):
             append_jsonl(self.candidates_path, record.to_row())
 
     def append_response(self, row: dict) -> None:
-        with self._writing(self.responses_path):
+        with self.writing(self.responses_path):
             append_jsonl(self.responses_path, row)
 
     # -------------------------------------------------------------------------------- checkpoints
@@ -267,7 +269,7 @@ class RunStore:
 
     def save_checkpoint(self, generation: int, state: dict) -> None:
         path = self.checkpoint_path(generation)
-        with self._writing(path):
+        with self.writing(path):
             write_atomically(path, pickle.dumps(state))
 
     def latest_checkpoint(self) -> tuple[int, dict] | None:
@@ -301,7 +303,7 @@ class RunStore:
 
     def write_text(self, name: str, text: str) -> None:
         path = self.file(name)
-        with self._writing(path):
+        with self.writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, text.encode())
 
@@ -312,7 +314,7 @@ class RunStore:
     def write_pareto(self, recipes: dict[str, str], rows: list[dict]) -> None:
         """The Pareto front: each recipe as `pareto/NAME` (recipes no longer on the front removed) and `pareto.jsonl`."""
         folder = self._mkdir(self.PARETO_DIR)
-        with self._writing(folder):
+        with self.writing(folder):
             for stale in folder.glob("*.yaml"):
                 if stale.name not in recipes:
                     stale.unlink()

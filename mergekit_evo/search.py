@@ -316,7 +316,9 @@ class Evolution:
             if self.config.write_best_model:
                 from mergekit_evo.merging import write_candidate_model
 
-                self.log(write_candidate_model(best.merge_yaml, best.seed, best.device, self.store.file(RunStore.BEST_MODEL)))
+                target = self.store.file(RunStore.BEST_MODEL)
+                with self.store.writing(target):
+                    self.log(write_candidate_model(best.merge_yaml, best.seed, best.device, target))
         front = None
         if self.config.objectives == "separate":
             front = pareto_front(records)
