@@ -1,4 +1,4 @@
-"""How bytes reach the run directory: append-only JSON-lines logs, atomic replacements, and disk errors told in one line.
+"""How bytes reach the run directory: append-only JSON-lines logs, atomic replacements, disk errors in one line.
 
 The logs (`candidates.jsonl`, `responses.jsonl`) are the run's memory, so the rules are strict:
 - reading never writes: a reader may look at a file a live run is appending to;

@@ -111,7 +111,7 @@ def _short(value: Any) -> str | None:
 
 
 def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """What differs between two fingerprints, each as a short phrase (`seed (0 -> 7)`, `files of models[1] (lang_b)`)."""
+    """What differs between two fingerprints, each a short phrase: `seed (0 -> 7)`, `files of models[1] (lang_b)`."""
     before, after = _flat(saved.get("entries", {}), "", {}), _flat(current.get("entries", {}), "", {})
     out = []
     absent = object()

@@ -24,14 +24,15 @@ def read_model_config(field: str, ref: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"{field}: {path} cannot be read as JSON ({type(e).__name__}); restore the model's config.json") from None
+        raise UserError(f"{field}: {path} cannot be read as JSON ({type(e).__name__}); "
+                        "restore the model's config.json") from None
     if not isinstance(data, dict):
         raise UserError(f"{field}: {path} is not a JSON object; restore the model's config.json")
     return data
 
 
 def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]] | None:
-    """Tensor name -> shape, from the safetensors headers (nothing is loaded); None when the weights are not safetensors."""
+    """Tensor name -> shape from the safetensors headers (nothing is loaded); None when the weights are not safetensors."""
     files = sorted(Path(ref).glob("*.safetensors"))
     if not files:
         return None

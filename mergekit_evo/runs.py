@@ -188,7 +188,8 @@ class RunStore:
         store = cls(path, log)
         config_path = store.file(cls.CONFIG)
         if not config_path.is_file():
-            what = "does not exist" if not path.exists() else ("is a file" if not path.is_dir() else "has no config.yaml")
+            what = ("does not exist" if not path.exists() else "is a file" if not path.is_dir()
+                    else "has no config.yaml")
             raise UserError(f"{path} is not a run directory ({what}); start a run with `mergekit-evo run CONFIG`")
         try:
             data = yaml.safe_load(config_path.read_text())
@@ -231,7 +232,7 @@ class RunStore:
     # -------------------------------------------------------------------------------- append-only logs
 
     def read_log(self, path: Path, parse: Callable[[object], Any]) -> LogRead:
-        """A log's rows; each unreadable line is reported once per store (with its number) and skipped, never removed."""
+        """A log's rows; each unreadable line is reported once per store, with its number, and skipped, never removed."""
         result = read_jsonl(path, parse)
         for bad in result.bad:
             self._report(path, bad)
@@ -240,7 +241,8 @@ class RunStore:
     def _report(self, path: Path, bad: BadLine) -> None:
         if (path.name, bad.number) not in self._reported:
             self._reported.add((path.name, bad.number))
-            self.log(f"{path.name}:{bad.number}: skipped a line that cannot be read ({bad.reason}); it stays in the file")
+            self.log(f"{path.name}:{bad.number}: skipped a line that cannot be read ({bad.reason}); "
+                     "it stays in the file")
 
     def read_records(self) -> LogRead[CandidateRecord]:
         return self.read_log(self.candidates_path, CandidateRecord.from_row)
@@ -250,7 +252,7 @@ class RunStore:
         return self.read_records().rows
 
     def next_index(self) -> int:
-        """An index no record has: past every readable record's and past the count of lines, unreadable ones included."""
+        """An index no record has: past every readable record's, and past the count of lines, unreadable ones included."""
         read = self.read_records()
         return max([read.lines, *(r.index + 1 for r in read.rows)])
 
@@ -312,7 +314,7 @@ class RunStore:
         self.write_text(name, "".join(json.dumps(row) + "\n" for row in rows))
 
     def write_pareto(self, recipes: dict[str, str], rows: list[dict]) -> None:
-        """The Pareto front: each recipe as `pareto/NAME` (recipes no longer on the front removed) and `pareto.jsonl`."""
+        """The Pareto front: each recipe as `pareto/NAME` (recipes no longer on the front removed), and `pareto.jsonl`."""
         folder = self._mkdir(self.PARETO_DIR)
         with self.writing(folder):
             for stale in folder.glob("*.yaml"):

@@ -130,7 +130,8 @@ class Evolution:
         selection = {
             name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
         }
-        chosen = {n: {"indices": idx, "item_ids": [self.tasks[n].item_ids[i] for i in idx]} for n, idx in selection.items()}
+        chosen = {name: {"indices": idx, "item_ids": [self.tasks[name].item_ids[i] for i in idx]}
+                  for name, idx in selection.items()}
         saved = self.store.read_json(RunStore.SELECTION)
         if saved is None:
             self.store.write_json(RunStore.SELECTION, chosen)

@@ -80,8 +80,8 @@ def can_mount() -> bool:
         return False
     probe = Path(tempfile.mkdtemp())
     try:
-        return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)],
-                              capture_output=True).returncode == 0 and subprocess.run(["umount", str(probe)]).returncode == 0
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)], capture_output=True)
+        return mounted.returncode == 0 and subprocess.run(["umount", str(probe)]).returncode == 0
     finally:
         probe.rmdir()
 

@@ -329,8 +329,8 @@ def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctr
         if process.poll() is None:
             process.kill()
     assert process.returncode == 130
-    assert stderr.strip().splitlines()[-1] == (f"interrupted; nothing recorded is lost: `mergekit-evo resume {run_dir}` "
-                                               "continues the run")
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted; nothing recorded is lost: `mergekit-evo resume {run_dir}` continues the run")
     lines = (run_dir / RunStore.CANDIDATES).read_bytes()
     records = RunStore(run_dir).records()
     assert lines.endswith(b"\n") and len(records) == lines.count(b"\n")

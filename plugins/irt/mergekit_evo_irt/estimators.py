@@ -155,8 +155,8 @@ class IRTEstimator(Estimator):
 
     def check(self, task: str, n_items: int) -> None:
         if self.options.n > n_items:
-            raise UserError(f"estimator.options.n: {self.options.n} anchors are more than the {n_items} search items of "
-                            f"task {task}; use at most {n_items}, or the `full` estimator")
+            raise UserError(f"estimator.options.n: {self.options.n} anchors are more than the {n_items} search items "
+                            f"of task {task}; use at most {n_items}, or the `full` estimator")
 
     def prepare(self, source: ResponseSource) -> None:
         saved = source.load("irt")
