@@ -66,10 +66,19 @@ class TaskConfig(_Strict):
     backend: str = "native"
     items: Path | None = Field(None, description="JSONL items scored for fitness (the search split)")
     test_items: Path | None = Field(None, description="JSONL items for the held-out report")
+    validation_items: Path | None = Field(None, description="JSONL items that choose the final merge among the top-k")
+    validation: float | None = Field(None, gt=0, lt=1, description="or: this share of the search items, held back "
+                                     "(drawn from the seed) to choose the final merge")
     mode: Literal["mc", "gen"] = "mc"
     weight: float = Field(1.0, ge=0)
     batch_size: int = Field(64, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_validation(self) -> TaskConfig:
+        if self.validation is not None and self.validation_items is not None:
+            raise ValueError("give validation_items or validation (a share of the search items), not both")
+        return self
 
 
 class PluginChoice(_Strict):
@@ -105,6 +114,20 @@ class BudgetConfig(_Strict):
     max_seconds: float | None = Field(None, gt=0)
 
 
+class BaselineConfig(_Strict):
+    """A plain merge scored beside the evolved one: a mergekit recipe, inline or as the path of its YAML."""
+
+    name: str
+    recipe: dict[str, Any] | Path
+
+
+class SelectionConfig(_Strict):
+    """How the final merge is chosen: the `top_k` candidates by search fitness are scored on the validation items
+    (tasks with `validation` or `validation_items`) and the best there becomes best.yaml."""
+
+    top_k: int = Field(5, ge=1)
+
+
 def best_by_rules(tasks: list[TaskConfig]) -> list[str]:
     """What `best_by` may name: the weighted fitness, or one task."""
     return ["weighted"] + [t.name for t in tasks]
@@ -124,6 +147,9 @@ class EvolveConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
+    baselines: list[BaselineConfig] | None = Field(None, description="plain merges to compare against; default: the "
+                                                   "start point and the method at mergekit's defaults; [] for none")
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
     run_dir: Path | None = None
     scratch_dir: Path | None = None
     write_best_model: bool = False
@@ -136,6 +162,15 @@ class EvolveConfig(_Strict):
         if duplicates:
             raise ValueError(f"task names must be unique; repeated: {', '.join(duplicates)}")
         return tasks
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique_baseline_names(cls, baselines):
+        names = [b.name for b in baselines or []]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"baseline names must be unique; repeated: {', '.join(duplicates)}")
+        return baselines
 
     @field_validator("best_by")
     @classmethod
@@ -249,7 +284,13 @@ def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
         return str(candidate.resolve()) if candidate.exists() else ref
 
     tasks = [
-        t.model_copy(update={"items": resolve(t.items), "test_items": resolve(t.test_items)}) for t in config.tasks
+        t.model_copy(update={"items": resolve(t.items), "test_items": resolve(t.test_items),
+                             "validation_items": resolve(t.validation_items)})
+        for t in config.tasks
+    ]
+    baselines = None if config.baselines is None else [
+        b.model_copy(update={"recipe": resolve(b.recipe)}) if isinstance(b.recipe, Path) else b
+        for b in config.baselines
     ]
     genome = config.genome.model_copy(update={"initial": resolve(config.genome.initial)})
     return config.model_copy(
@@ -258,6 +299,7 @@ def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
             "base_model": resolve_model(config.base_model),
             "tasks": tasks,
             "genome": genome,
+            "baselines": baselines,
             "run_dir": resolve(config.run_dir),
             "scratch_dir": resolve(config.scratch_dir),
         }

@@ -6,8 +6,8 @@ keeps a fingerprint of all of it (`fingerprint.json`) and `resume` refuses, in o
 records of another meaning to the same file.
 
 What may change between starting and resuming: the budget (raise it to extend a run), `best_by`, the merger and its
-device, `scratch_dir`, `write_best_model` and a task's `batch_size`; none of these changes what a recorded genome or
-score means.
+device, `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`; none of these changes
+what a recorded genome or score means (baselines and the final choice are made again at the end).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mergekit_evo.config import EvolveConfig
 
 FORMAT = 1
 # config fields that may change between start and resume (see the module docstring)
-MAY_CHANGE = {"budget", "best_by", "merger", "scratch_dir", "write_best_model", "run_dir"}
+MAY_CHANGE = {"budget", "best_by", "merger", "scratch_dir", "write_best_model", "run_dir", "baselines", "selection"}
 
 
 def sha256(data: bytes) -> str:
@@ -78,6 +78,7 @@ def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str,
         if key == "tasks":
             for task in value:
                 task.pop("batch_size")  # a resource knob, like the merger's device
+                task.pop("validation_items")  # read only at the end, to choose among the recorded candidates
                 entries[f"task {task['name']}"] = task
         else:
             entries[key] = value

@@ -11,8 +11,10 @@ Layout (every name is spelled here and nowhere else):
   selection.json      the item ids each task is scored on (fixed for the whole run)
   parents.json        the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
-  best_heldout.json   the best candidate's scores on the held-out items
-  report.md           parents against the best merge, on the search and held-out items
+  best_heldout.json   the chosen merge on validation and held-out items, per item, and its paired comparisons
+  baselines.json      the plain merges (baselines.py) scored like the parents
+  validation.json     the top-k candidates' scores on the validation items, by index
+  report.md           parents and baselines against the chosen merge, with paired intervals and p-values
   pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
 
 Guarantees (tested in tests/test_run_store.py): only the process holding `run.lock` writes; a record, once appended,
@@ -112,6 +114,8 @@ class RunStore:
     PARENTS = "parents.json"
     BEST = "best.yaml"
     BEST_HELDOUT = "best_heldout.json"
+    BASELINES = "baselines.json"
+    VALIDATION = "validation.json"
     BEST_MODEL = "best_model"
     REPORT = "report.md"
     PARETO = "pareto.jsonl"

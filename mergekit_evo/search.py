@@ -14,18 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.merging import LoadedModel, reproduce_command
+from mergekit_evo.baselines import configured_baselines
+from mergekit_evo.genome import model_label
+from mergekit_evo.merging import LoadedModel, parse_merge_config
 from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
 from mergekit_evo.pareto import pareto_front, write_front
 from mergekit_evo.preflight import check_inputs
 from mergekit_evo.responses import RunResponses
+from mergekit_evo.report import report
 from mergekit_evo.runs import CandidateRecord, RunStore, best_record, score_by
+from mergekit_evo.significance import compare
+from mergekit_evo.tasks import TaskBackend
+from mergekit_evo.validation import HeldBack, with_validation
 
 
 @dataclass
@@ -36,6 +43,11 @@ class RunResult:
     best_heldout: dict[str, float] | None
     records: list[CandidateRecord] = field(default_factory=list)
     pareto: list[CandidateRecord] | None = None  # multi-objective runs only
+    baselines: dict[str, dict] = field(default_factory=dict)  # name -> scores (or error), as in baselines.json
+    best_scores: dict | None = None  # the chosen merge on validation and held-out items, per item
+    finalists: list[dict] = field(default_factory=list)  # the top-k rescored on validation (tasks that have it)
+    comparisons: dict[str, dict[str, dict]] = field(default_factory=dict)  # other model -> task -> Comparison
+    warning: str | None = None
 
 
 class Evolution:
@@ -52,7 +64,13 @@ class Evolution:
         self.genome = GenomeSpace(config)
         if self.genome.dim == 0:
             raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
-        self.tasks = {t.name: self.reg.get("task_backends", t.backend, "tasks")(t) for t in config.tasks}
+        self.baselines = configured_baselines(config, self.genome)
+        self.tasks = {t.name: with_validation(self.reg.get("task_backends", t.backend, "tasks")(t), config.seed)
+                      for t in config.tasks}
+        for i, (name, task) in enumerate(self.tasks.items()):
+            if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
+                raise UserError(f"tasks[{i}].validation_items: the {config.tasks[i].backend} backend does not read "
+                                "validation items; hold back a share of the search items instead (validation: 0.2)")
         self.weights = {t.name: t.weight for t in config.tasks}
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
@@ -132,6 +150,9 @@ class Evolution:
         }
         chosen = {name: {"indices": idx, "item_ids": [self.tasks[name].item_ids[i] for i in idx]}
                   for name, idx in selection.items()}
+        for name, task in self.tasks.items():
+            if isinstance(task, HeldBack):
+                chosen[name]["validation_ids"] = task.validation_ids
         saved = self.store.read_json(RunStore.SELECTION)
         if saved is None:
             self.store.write_json(RunStore.SELECTION, chosen)
@@ -173,13 +194,23 @@ class Evolution:
         objectives = [fitness] if self.config.objectives == "weighted" else [estimates[n] for n in self.tasks]
         return objectives, float(fitness)
 
-    def _heldout(self, model: LoadedModel) -> dict[str, float]:
-        out = {}
-        for name, task in self.tasks.items():
-            scores = task.score_heldout(model)
-            if scores is not None:
-                out[name] = float(np.mean(scores))
+    def _full_scores(self, model: LoadedModel, splits: tuple[str, ...] = ("validation", "heldout")) -> dict:
+        """Per-item scores on every validation and held-out item: {"validation": {task: [...]}, "heldout": {...}}."""
+        out: dict[str, dict[str, list[float]]] = {}
+        for split in splits:
+            out[split] = {}
+            for name, task in self.tasks.items():
+                scores = task.score_validation(model) if split == "validation" else task.score_heldout(model)
+                if scores is not None:
+                    out[split][name] = [float(v) for v in scores]
         return out
+
+    def _entry(self, model: LoadedModel) -> dict:
+        """A model as the report compares it: search estimates and fitness, validation and held-out per item."""
+        tasks = self._score(model)
+        _, fitness = self._objectives(tasks)
+        return {"fitness": fitness, "tasks": {n: t["estimate"] for n, t in tasks.items()},
+                **summarize(self._full_scores(model))}
 
     def _candidate_seed(self, index: int) -> int:
         return zlib.crc32(f"{self.config.seed}:{index}".encode())
@@ -210,19 +241,37 @@ class Evolution:
     # ------------------------------------------------------------------------------ parents
 
     def score_parents(self) -> dict[str, dict]:
-        """The input models on the same items (and held-out items), scored once and kept in parents.json."""
+        """The input models on the same items (and validation and held-out items), scored once into parents.json."""
         parents = self.store.read_json(RunStore.PARENTS) or {}
         for ref in self.config.input_refs():
-            if ref in parents:
+            if "items" in parents.get(ref, {}):  # runs of earlier versions kept no per-item scores: score again
                 continue
             self.log(f"scoring input model {ref}")
             with self.merger.source(ref) as model:
-                tasks = self._score(model)
-                heldout = self._heldout(model)
-            _, fitness = self._objectives(tasks)
-            parents[ref] = {"fitness": fitness, "tasks": {n: t["estimate"] for n, t in tasks.items()}, "heldout": heldout}
+                parents[ref] = self._entry(model)
             self.store.write_json(RunStore.PARENTS, parents)
         return parents
+
+    def score_baselines(self) -> dict[str, dict]:
+        """The plain merges (baselines.py) scored like the parents, kept in baselines.json; a recipe that fails is
+        recorded with its error. An entry is reused while its recipe is unchanged."""
+        saved = self.store.read_json(RunStore.BASELINES) or {}
+        out = {}
+        for name, recipe in self.baselines.items():
+            text = yaml.safe_dump(recipe, sort_keys=False)
+            if saved.get(name, {}).get("recipe") == text:
+                out[name] = saved[name]
+                continue
+            self.log(f"scoring baseline {name}")
+            try:
+                with self.merger.merged(parse_merge_config(text), seed=self.config.seed) as model:
+                    out[name] = {"recipe": text, "seed": self.config.seed, **self._entry(model)}
+            except Exception as e:  # a baseline that cannot be merged is reported, not fatal
+                out[name] = {"recipe": text, "error": f"{type(e).__name__}: {e}"}
+            self.store.write_json(RunStore.BASELINES, out)
+        if out != saved:
+            self.store.write_json(RunStore.BASELINES, out)
+        return out
 
     # ------------------------------------------------------------------------------ the loop
 
@@ -303,17 +352,99 @@ class Evolution:
             )
         return self.finish(records, parents)
 
+    # ------------------------------------------------------------------------------ the end: choice and evidence
+
+    def _validation_fitness(self, search: CandidateRecord | dict, validation: dict[str, float]) -> float:
+        """A candidate's score on validation under `best_by`; a task without validation items keeps its estimate."""
+        estimates = {n: t["estimate"] for n, t in search.tasks.items()} if isinstance(search, CandidateRecord) \
+            else search
+        by = self.config.best_by
+        if by != "weighted":
+            return validation.get(by, estimates[by])
+        total = sum(self.weights.values())
+        return sum(w * validation.get(n, estimates[n]) for n, w in self.weights.items()) / total
+
+    def choose(self, records: list[CandidateRecord]) -> tuple[CandidateRecord | None, list[dict]]:
+        """The final merge: the best by search fitness, or, when a task has validation items, the best on them among
+        the top-k by search fitness (each distinct recipe once). Validation scores are kept in validation.json."""
+        by = self.config.best_by
+        if not any(t.validation is not None or t.validation_items is not None for t in self.config.tasks):
+            return best_record(records, by), []
+        distinct: dict[str, CandidateRecord] = {}
+        for r in records:
+            if r.ok and r.fitness is not None and (by == "weighted" or by in r.tasks):
+                distinct.setdefault(r.merge_yaml, r)
+        ranked = sorted(distinct.values(), key=lambda r: (-score_by(r, by), r.index))[: self.config.selection.top_k]
+        if not ranked:
+            return None, []
+        cache = self.store.read_json(RunStore.VALIDATION) or {}
+        finalists = []
+        for r in ranked:
+            if str(r.index) not in cache:
+                self.log(f"scoring candidate {r.index} on the validation items")
+                with self.merger.merged(self.genome.to_merge_config(np.asarray(r.genome)), seed=r.seed) as model:
+                    cache[str(r.index)] = self._full_scores(model, ("validation",))["validation"]
+                self.store.write_json(RunStore.VALIDATION, cache)
+            means = {n: float(np.mean(v)) for n, v in cache[str(r.index)].items()}
+            finalists.append({"index": r.index, "search": score_by(r, by), "validation": means,
+                              "validation_fitness": self._validation_fitness(r, means)})
+        winner = max(finalists, key=lambda f: (f["validation_fitness"], f["search"], -f["index"]))
+        return next(r for r in ranked if r.index == winner["index"]), finalists
+
+    def _best_scores(self, best: CandidateRecord) -> dict:
+        saved = self.store.read_json(RunStore.BEST_HELDOUT)
+        if saved is not None and saved.get("index") == best.index and "items" in saved:
+            return saved
+        with self.merger.merged(self.genome.to_merge_config(np.asarray(best.genome)), seed=best.seed) as model:
+            scores = summarize(self._full_scores(model))
+        return {"index": best.index, "scores": scores["heldout"], **scores}
+
+    def _comparisons(self, best_scores: dict, parents: dict, baselines: dict) -> dict[str, dict[str, dict]]:
+        """The best merge against each parent and baseline on every held-out item, task by task."""
+        others = {f"{model_label(ref)} (input)": p for ref, p in parents.items()}
+        others.update({f"{name} (baseline)": b for name, b in baselines.items() if "items" in b})
+        out: dict[str, dict[str, dict]] = {}
+        for label, other in others.items():
+            for task, scores in best_scores["items"]["heldout"].items():
+                theirs = other["items"]["heldout"].get(task)
+                if theirs is not None and len(theirs) == len(scores):
+                    out.setdefault(label, {})[task] = compare(scores, theirs, self.config.seed).to_json()
+        return out
+
+    def _heldout_fitness(self, heldout: dict[str, float]) -> float | None:
+        weights = {n: w for n, w in self.weights.items() if n in heldout}
+        total = sum(weights.values())
+        return sum(w * heldout[n] for n, w in weights.items()) / total if total > 0 else None
+
+    def _warning(self, best_scores: dict, parents: dict, baselines: dict) -> str | None:
+        """One line when the chosen merge does worse on held-out items than a parent or a plain merge."""
+        mine = self._heldout_fitness(best_scores["heldout"])
+        if mine is None:
+            return None
+        others = {f"input model {model_label(ref)}": p for ref, p in parents.items()}
+        others.update({f"baseline {name}": b for name, b in baselines.items() if "heldout" in b})
+        scored = {label: self._heldout_fitness(o["heldout"]) for label, o in others.items()}
+        scored = {label: f for label, f in scored.items() if f is not None}
+        if not scored:
+            return None
+        label, theirs = max(scored.items(), key=lambda kv: kv[1])
+        if mine >= theirs:
+            return None
+        return (f"warning: on held-out items the chosen merge ({mine:.4f}) is below {label} ({theirs:.4f}); "
+                "the search may have overfit its items: try validation items, more items or a cheaper genome")
+
     def finish(self, records: list[CandidateRecord], parents: dict[str, dict]) -> RunResult:
-        best = best_record(records, self.config.best_by)
-        heldout = None
+        best, finalists = self.choose(records)
+        baselines = self.score_baselines()
+        best_scores, comparisons, warning = None, {}, None
         if best is not None:
             self.store.write_text(RunStore.BEST, best.merge_yaml)
-            heldout = self.store.read_json(RunStore.BEST_HELDOUT)
-            if heldout is None or heldout.get("index") != best.index:
-                x = np.asarray(best.genome)
-                with self.merger.merged(self.genome.to_merge_config(x), seed=best.seed) as model:
-                    heldout = {"index": best.index, "scores": self._heldout(model)}
-                self.store.write_json(RunStore.BEST_HELDOUT, heldout)
+            best_scores = self._best_scores(best)
+            comparisons = self._comparisons(best_scores, parents, baselines)
+            warning = self._warning(best_scores, parents, baselines)
+            self.store.write_json(RunStore.BEST_HELDOUT, {**best_scores, "comparisons": comparisons})
+            if warning:
+                self.log(warning)
             if self.config.write_best_model:
                 from mergekit_evo.merging import write_candidate_model
 
@@ -324,61 +455,14 @@ class Evolution:
         if self.config.objectives == "separate":
             front = pareto_front(records)
             write_front(self.store, front, self.config.objective_names())
-        result = RunResult(self.store.path, best, parents, heldout["scores"] if heldout else None, records, front)
+        result = RunResult(self.store.path, best, parents, best_scores["heldout"] if best_scores else None, records,
+                           front, baselines, best_scores, finalists, comparisons, warning)
         self.store.write_text(RunStore.REPORT, report(result, self.config))
         self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
         return result
 
 
-def best_by_generation(records: list[CandidateRecord]) -> list[float]:
-    """The best fitness found so far at the end of each generation: how the search progressed."""
-    out: list[float] = []
-    best = float("-inf")
-    for generation in sorted({r.generation for r in records}):
-        scored = [r.fitness for r in records if r.generation == generation and r.ok]
-        best = max([best, *scored])
-        out.append(best)
-    return out
-
-
-def report(result: RunResult, config: EvolveConfig) -> str:
-    """A plain-text table: each input model and the best merge, on the search items and the held-out items."""
-    tasks = [t.name for t in config.tasks]
-    header = "| model | fitness (search) | " + " | ".join(f"{t} (search)" for t in tasks)
-    header += " | " + " | ".join(f"{t} (held-out)" for t in tasks) + " |"
-    rows = [header, "|" + " --- |" * (2 + 2 * len(tasks))]
-
-    def row(name: str, fitness: float, search: dict, heldout: dict) -> str:
-        cells = [f"{search.get(t, float('nan')):.4f}" for t in tasks] + [
-            f"{heldout[t]:.4f}" if t in heldout else "-" for t in tasks
-        ]
-        return f"| {name} | {fitness:.4f} | " + " | ".join(cells) + " |"
-
-    for ref, p in result.parents.items():
-        rows.append(row(Path(ref).name, p["fitness"], p["tasks"], p["heldout"]))
-    best = result.best
-    n_ok = sum(r.ok for r in result.records)
-    lines = [f"# mergekit-evo run {result.run_dir.name}", "",
-             f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
-             f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.", ""]
-    if best is not None:
-        rule = "" if config.best_by == "weighted" else f", best by {config.best_by}"
-        rows.append(row(f"**best merge** (candidate {best.index}{rule})", best.fitness,
-                        {t: best.tasks[t]["estimate"] for t in tasks}, result.best_heldout or {}))
-    lines += rows
-    progress = best_by_generation(result.records)
-    if progress:
-        lines += ["", "Best weighted fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
-    if result.pareto:
-        names = config.objective_names()
-        size = f"{len(result.pareto)} candidates" if len(result.pareto) > 1 else "1 candidate"
-        lines += ["", f"Pareto front ({size} no other beats on every objective; recipes in `pareto/`):", "",
-                  "| candidate | " + " | ".join(names) + " | weighted fitness |",
-                  "|" + " --- |" * (len(names) + 2)]
-        lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
-                  for r in result.pareto]
-    if best is not None:
-        lines += ["", "Best recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
-                  f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):", "", "```yaml",
-                  best.merge_yaml.rstrip(), "```"]
-    return "\n".join(lines) + "\n"
+def summarize(per_item: dict[str, dict[str, list[float]]]) -> dict:
+    """Per-item scores by split, and their means: {"items": per_item, "validation": {task: mean}, "heldout": ...}."""
+    means = {split: {task: float(np.mean(v)) for task, v in tasks.items()} for split, tasks in per_item.items()}
+    return {"items": per_item, **means}

@@ -11,7 +11,7 @@ from mergekit_evo.config import TaskConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.fingerprint import json_hash
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.items import read_items
+from mergekit_evo.items import Item, read_items
 from mergekit_evo.merging import LoadedModel
 
 
@@ -36,6 +36,10 @@ class TaskBackend(ABC):
         """Scores on the held-out items, or None when the task has none."""
         return None
 
+    def score_validation(self, model: LoadedModel) -> np.ndarray | None:
+        """Scores on the validation items (which choose the final merge among the top candidates), or None."""
+        return None
+
     def fingerprint(self) -> dict[str, str]:
         """Hashes of what the task scores, by name ('search items', 'held-out items'), kept with the run so `resume`
         refuses items that changed under it. The base hashes the item ids in order; a backend that can read its items'
@@ -52,6 +56,7 @@ class NativeTask(TaskBackend):
             raise UserError(f"tasks.{config.name}.items: the native backend needs a JSONL file of items")
         self.items = read_items(config.items, config.mode)
         self.test_items = read_items(config.test_items, config.mode) if config.test_items else None
+        self.validation_items = read_items(config.validation_items, config.mode) if config.validation_items else None
 
     @property
     def item_ids(self) -> list[str]:
@@ -71,11 +76,17 @@ class NativeTask(TaskBackend):
         return score_items(model.model, model.tokenizer, chosen, self.config.mode, self.config.batch_size)
 
     def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
-        if not self.test_items:
+        return self._score_all(model, self.test_items)
+
+    def score_validation(self, model: LoadedModel) -> np.ndarray | None:
+        return self._score_all(model, self.validation_items)
+
+    def _score_all(self, model: LoadedModel, items: list[Item] | None) -> np.ndarray | None:
+        if not items:
             return None
         from mergekit_evo.native_scoring import score_items
 
-        return score_items(model.model, model.tokenizer, self.test_items, self.config.mode, self.config.batch_size)
+        return score_items(model.model, model.tokenizer, items, self.config.mode, self.config.batch_size)
 
 
 @hookimpl

@@ -168,7 +168,8 @@ def test_a_recipe_proposed_again_is_neither_merged_nor_scored_and_keeps_what_rep
     merges = []
     merged = evolution.merger.merged
     evolution.merger.merged = lambda config, seed=None: merges.append(seed) or merged(config, seed)
-    records = evolution.run(progress=False).records
+    result = evolution.run(progress=False)
+    records = result.records
     first = {}
     for r in records:
         twin = first.setdefault(r.merge_yaml, r)
@@ -177,7 +178,7 @@ def test_a_recipe_proposed_again_is_neither_merged_nor_scored_and_keeps_what_rep
             assert (r.seed, r.device) == (twin.seed, twin.device) and r.seconds == 0
     assert len(first) < len(records)  # the grid forced repeats
     assert sorted(merges[:len(first)]) == sorted(r.seed for r in first.values())  # one merge per distinct recipe
-    assert len(merges) == len(first) + 1  # and the best once more, for its held-out scores
+    assert len(merges) == len(first) + 1 + len(result.baselines)  # the best again for its held-out scores; baselines
 
 
 def test_a_candidate_merged_on_a_missing_device_is_written_on_the_cpu_and_says_so(tiny_world, tmp_path):

@@ -1,0 +1,96 @@
+"""The plain merges an evolved merge must beat: mergekit recipes a user would have written without a search.
+
+A search is only worth its cost if its result beats what one line of mergekit gives. By default every run scores
+its start point (the recipe it searched from), its own method at mergekit's defaults (weight 1 for each model, and
+density 0.5 for the methods that sparsify, as their papers suggest) and, where they differ from it, linear with
+equal weights and task arithmetic with weight 1. `baselines:` in the config replaces that list with the user's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from mergekit_evo.config import EvolveConfig, method_spec
+from mergekit_evo.errors import UserError
+from mergekit_evo.genome import GenomeSpace
+
+SPARSIFYING = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
+
+
+def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) -> dict | None:
+    """`method` over the config's models at mergekit's defaults, or None when it needs a value with no default."""
+    spec = method_spec(method)
+    if spec.contract.base.value == "required" and not config.base_model:
+        return None
+    per_model, shared = {}, {}
+    for p in spec.parameters:
+        target = per_model if p.scope.value in ("input", "non_base") else shared
+        if p.name in fixed and method == config.merge_method:
+            target[p.name] = fixed[p.name]
+        elif p.name == "weight":
+            target[p.name] = 1.0  # linear normalises by default: equal weights
+        elif p.name == "density" and method in SPARSIFYING:
+            target[p.name] = 0.5
+        elif p.name == "t":
+            target[p.name] = 0.5
+        elif p.required:
+            return None
+    data: dict = {"merge_method": method,
+                  "models": [{"model": ref, **({"parameters": dict(per_model)} if per_model else {})}
+                             for ref in config.models]}
+    # a base is given where the method builds on one (task vectors); linear and its kin average the models alone
+    takes_base = spec.contract.base.value == "required" or any(p.scope.value == "non_base" for p in spec.parameters)
+    if config.base_model and takes_base:
+        data["base_model"] = config.base_model
+    if shared:
+        data["parameters"] = shared
+    if config.dtype:
+        data["dtype"] = config.dtype
+    return data
+
+
+def default_baselines(config: EvolveConfig, genome: GenomeSpace) -> dict[str, dict]:
+    """name -> mergekit recipe: the start point, then the plain recipes described in the module docstring."""
+    out = {"start point": genome.to_dict(genome.initial_point())}
+    methods = [config.merge_method, "linear"] + (["task_arithmetic"] if config.base_model else [])
+    for method in dict.fromkeys(methods):
+        recipe = plain_recipe(config, method, genome.fixed)
+        if recipe is None:
+            continue
+        described = {"weight": "weight 1", "density": "density 0.5", "t": "t 0.5"}
+        values = recipe["models"][0].get("parameters", {}) | recipe.get("parameters", {})
+        label = ", ".join(described[k] for k in described if k in values) if method != "linear" else "equal weights"
+        out[f"{method} ({label})" if label else method] = recipe
+    return out
+
+
+def configured_baselines(config: EvolveConfig, genome: GenomeSpace) -> dict[str, dict]:
+    """The run's baselines as name -> recipe, each checked by mergekit's own config model."""
+    from mergekit.config import MergeConfiguration
+    from pydantic import ValidationError
+
+    if config.baselines is None:
+        return default_baselines(config, genome)
+    out = {}
+    for i, baseline in enumerate(config.baselines):
+        field = f"baselines[{i}].recipe"
+        recipe = baseline.recipe
+        if isinstance(recipe, Path):
+            if not recipe.is_file():
+                raise UserError(f"{field}: {recipe} does not exist; give a mergekit YAML or the recipe inline")
+            try:
+                recipe = yaml.safe_load(recipe.read_text())
+            except yaml.YAMLError as e:
+                raise UserError(f"{field}: {baseline.recipe} is not valid YAML: {str(e).splitlines()[0]}") from None
+        try:
+            MergeConfiguration.model_validate(recipe)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise UserError(f"{field}: not a mergekit recipe: {where}: {first['msg']}") from None
+        except (RuntimeError, ValueError, TypeError) as e:  # mergekit's own checks raise these
+            raise UserError(f"{field}: not a mergekit recipe: {e}") from None
+        out[baseline.name] = recipe
+    return out

@@ -1,0 +1,125 @@
+"""`report.md`: did the evolved merge beat its parents and the plain merges, on items the search never saw?
+
+Every number in it comes from the run directory: parents.json, baselines.json, validation.json, best_heldout.json
+and the candidate records. The table puts search, validation and held-out scores side by side, because a search
+score alone flatters the merge it chose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mergekit_evo.config import EvolveConfig
+from mergekit_evo.merging import reproduce_command
+from mergekit_evo.runs import CandidateRecord
+
+if TYPE_CHECKING:
+    from mergekit_evo.search import RunResult
+
+
+def best_by_generation(records: list[CandidateRecord]) -> list[float]:
+    """The best fitness found so far at the end of each generation: how the search progressed."""
+    out: list[float] = []
+    best = float("-inf")
+    for generation in sorted({r.generation for r in records}):
+        scored = [r.fitness for r in records if r.generation == generation and r.ok]
+        best = max([best, *scored])
+        out.append(best)
+    return out
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
+
+
+def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
+    """Parents, baselines and the chosen merge: fitness and each task on search, validation and held-out items."""
+    tasks = [t.name for t in config.tasks]
+    splits = [("search", "tasks")]
+    if any(t.validation is not None or t.validation_items is not None for t in config.tasks):
+        splits.append(("validation", "validation"))
+    splits.append(("held-out", "heldout"))
+    header = "| model | fitness (search) | " + " | ".join(f"{t} ({label})" for label, _ in splits for t in tasks) + " |"
+    rows = [header, "|" + " --- |" * (2 + len(splits) * len(tasks))]
+
+    def row(name: str, entry: dict) -> str:
+        cells = [_cell(entry.get(key, {}).get(t)) for _, key in splits for t in tasks]
+        return f"| {name} | {_cell(entry.get('fitness'))} | " + " | ".join(cells) + " |"
+
+    for ref, entry in result.parents.items():
+        rows.append(row(f"{Path(ref).name} (input)", entry))
+    for name, entry in result.baselines.items():
+        if "error" in entry:
+            rows.append(f"| {name} (baseline) | failed: {entry['error'][:80]} |" + " |" * (len(splits) * len(tasks)))
+        else:
+            rows.append(row(f"{name} (baseline)", entry))
+    best = result.best
+    if best is not None:
+        rule = "" if config.best_by == "weighted" else f", best by {config.best_by}"
+        chosen = {"fitness": best.fitness, "tasks": {t: best.tasks[t]["estimate"] for t in tasks},
+                  **{k: v for k, v in (result.best_scores or {}).items() if k in ("validation", "heldout")}}
+        rows.append(row(f"**chosen merge** (candidate {best.index}{rule})", chosen))
+    return rows
+
+
+def finalists_table(result: RunResult, config: EvolveConfig) -> list[str]:
+    if not result.finalists:
+        return []
+    rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
+    lines = [f"The top {len(result.finalists)} candidates by search {rule}, scored on the validation items; the best "
+             "there is the chosen merge:", "", f"| candidate | search {rule} | validation {rule} |", "| --- | --- | --- |"]
+    for f in result.finalists:
+        mark = " (chosen)" if result.best is not None and f["index"] == result.best.index else ""
+        lines.append(f"| {f['index']}{mark} | {f['search']:.4f} | {f['validation_fitness']:.4f} |")
+    return lines
+
+
+def comparison_table(result: RunResult) -> list[str]:
+    if not result.comparisons:
+        return []
+    lines = ["Held-out items, the chosen merge against each model, paired by item: the mean difference in accuracy "
+             "(chosen minus other) with its 95% bootstrap interval, and the exact McNemar p-value (0/1 scores):", "",
+             "| against | task | items | difference | 95% interval | McNemar p |", "| --- | --- | --- | --- | --- | --- |"]
+    for other, by_task in result.comparisons.items():
+        for task, c in by_task.items():
+            lines.append(f"| {other} | {task} | {c['n']} | {c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] "
+                         f"| {_p(c['p_mcnemar'])} |")
+    return lines
+
+
+def report(result: RunResult, config: EvolveConfig) -> str:
+    """The whole report.md."""
+    n_ok = sum(r.ok for r in result.records)
+    lines = [f"# mergekit-evo run {result.run_dir.name}", "",
+             f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
+             f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.", ""]
+    if result.warning:
+        lines += [f"**{result.warning}**", ""]
+    lines += score_table(result, config)
+    for block in (finalists_table(result, config), comparison_table(result)):
+        if block:
+            lines += [""] + block
+    progress = best_by_generation(result.records)
+    if progress:
+        lines += ["", "Best weighted fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
+    if result.pareto:
+        names = config.objective_names()
+        size = f"{len(result.pareto)} candidates" if len(result.pareto) > 1 else "1 candidate"
+        lines += ["", f"Pareto front ({size} no other beats on every objective; recipes in `pareto/`):", "",
+                  "| candidate | " + " | ".join(names) + " | weighted fitness |",
+                  "|" + " --- |" * (len(names) + 2)]
+        lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
+                  for r in result.pareto]
+    best = result.best
+    if best is not None:
+        lines += ["", "Chosen recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
+                  f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):", "", "```yaml",
+                  best.merge_yaml.rstrip(), "```"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,144 @@
+"""Evidence at the end of every run: plain-merge baselines, a validation choice, paired significance, a warning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from mergekit_evo.config import parse_config
+from mergekit_evo.demo import demo_config
+from mergekit_evo.errors import UserError
+from mergekit_evo.runs import RunStore
+from mergekit_evo.search import Evolution
+from mergekit_evo.significance import compare, mcnemar_exact, paired_bootstrap
+from mergekit_evo.tiny_world import task_file
+
+# ------------------------------------------------------------------------------------------ the statistics
+
+
+@pytest.mark.parametrize("a_only, b_only, expected", [
+    (8, 2, 2 * (1 + 10 + 45) / 2**10),  # 2 * P(X <= 2), X ~ Binomial(10, 1/2)
+    (5, 0, 2 / 2**5),
+    (3, 3, 1.0),  # the doubled tail passes 1 and is capped
+    (0, 0, 1.0),  # no discordant item: nothing to tell them apart
+])
+def test_exact_mcnemar_matches_the_binomial_tail_by_hand(a_only, b_only, expected):
+    both, neither = 7, 4  # concordant items change nothing
+    a = np.array([1] * a_only + [0] * b_only + [1] * both + [0] * neither)
+    b = np.array([0] * a_only + [1] * b_only + [1] * both + [0] * neither)
+    p, got_a, got_b = mcnemar_exact(a, b)
+    assert (got_a, got_b) == (a_only, b_only)
+    assert p == pytest.approx(expected)
+
+
+def test_the_paired_bootstrap_of_two_items_has_the_hand_computed_interval():
+    # differences 0 and 1: resampled means are 0, 0.5 and 1 with probabilities 1/4, 1/2, 1/4
+    mean, low, high = paired_bootstrap(np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    assert (mean, low, high) == (0.5, 0.0, 1.0)
+    mean, low, high = paired_bootstrap(np.ones(50), np.zeros(50))
+    assert (mean, low, high) == (1.0, 1.0, 1.0)
+
+
+def test_the_bootstrap_is_paired_so_a_constant_lead_is_certain_even_when_scores_vary_widely():
+    rng = np.random.default_rng(0)
+    b = rng.uniform(0, 1, 200)
+    comparison = compare(b + 0.01, b)
+    assert comparison.low == pytest.approx(0.01) and comparison.high == pytest.approx(0.01)
+    assert comparison.p_mcnemar is None  # graded scores: the bootstrap alone
+
+
+# ------------------------------------------------------------------------------------------ whole runs
+
+
+def _config(world, **changes):
+    data = demo_config(world, max_evaluations=8, population=4)
+    data.update(changes)
+    return parse_config(data, world)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tiny_world, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("evidence") / "run"
+    return Evolution.start(_config(tiny_world), run_dir, log=lambda _: None).run(progress=False)
+
+
+def test_every_run_scores_the_start_point_and_plain_merges_beside_the_parents(plain_run):
+    saved = json.loads((plain_run.run_dir / RunStore.BASELINES).read_text())
+    assert list(saved) == ["start point", "task_arithmetic (weight 1)", "linear (equal weights)"]
+    for entry in saved.values():
+        assert set(entry["heldout"]) == {"math_a", "facts_b"} and len(entry["items"]["heldout"]["math_a"]) == 128
+    linear = yaml.safe_load(saved["linear (equal weights)"]["recipe"])
+    assert linear["merge_method"] == "linear" and "base_model" not in linear
+    report = (plain_run.run_dir / RunStore.REPORT).read_text()
+    assert "| task_arithmetic (weight 1) (baseline) |" in report and "| start point (baseline) |" in report
+
+
+def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_parent_and_baseline(plain_run):
+    saved = json.loads((plain_run.run_dir / RunStore.BEST_HELDOUT).read_text())
+    assert saved["index"] == plain_run.best.index
+    against = set(saved["comparisons"])
+    assert {"math_a (input)", "lang_b (input)", "base (input)", "linear (equal weights) (baseline)"} <= against
+    c = saved["comparisons"]["lang_b (input)"]["math_a"]
+    mine = np.array(saved["items"]["heldout"]["math_a"])
+    lang_b = next(ref for ref in plain_run.parents if ref.endswith("lang_b"))
+    theirs = np.array(plain_run.parents[lang_b]["items"]["heldout"]["math_a"])
+    assert c["difference"] == pytest.approx(float(np.mean(mine - theirs)))
+    assert c["low"] <= c["difference"] <= c["high"] and 0 <= c["p_mcnemar"] <= 1
+    report = (plain_run.run_dir / RunStore.REPORT).read_text()
+    assert "95% interval" in report and "McNemar p" in report and "| lang_b (input) | math_a | 128 |" in report
+
+
+def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_the_run(tiny_world, tmp_path):
+    recipe = {"merge_method": "task_arithmetic", "base_model": str(tiny_world / "models" / "base"),
+              "models": [{"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.7}}],
+              "dtype": "float32"}
+    config = _config(tiny_world, baselines=[{"name": "math only", "recipe": recipe}],
+                     budget={"max_evaluations": 4})
+    result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
+    assert list(result.baselines) == ["math only"]
+    broken = _config(tiny_world, baselines=[{"name": "typo", "recipe": {"merge_method": "task_arithmetic"}}])
+    with pytest.raises(UserError, match=r"baselines\[0\]\.recipe: not a mergekit recipe"):
+        Evolution.start(broken, tmp_path / "other", log=lambda _: None)
+    assert not (tmp_path / "other").exists()
+
+
+def test_when_the_search_winner_loses_on_validation_the_validation_winner_becomes_best_yaml(tiny_world, tmp_path):
+    # searched on math_a; validated on facts_b items: the two skills pull the weights apart
+    data = demo_config(tiny_world, max_evaluations=8, population=8)
+    data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
+                      "validation_items": str(task_file(tiny_world, "facts_b", "search"))}]
+    data["selection"] = {"top_k": 8}
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
+    validation = json.loads((tmp_path / "run" / RunStore.VALIDATION).read_text())
+    assert len(validation) == len({r.merge_yaml for r in result.records})
+    by_validation = max(validation, key=lambda i: (np.mean(validation[i]["skill"]),))
+    assert result.best.index == int(by_validation) != search_best.index
+    assert (tmp_path / "run" / RunStore.BEST).read_text() == result.best.merge_yaml
+    report = (tmp_path / "run" / RunStore.REPORT).read_text()
+    assert f"| {result.best.index} (chosen) |" in report and "skill (validation)" in report
+
+
+def test_a_validation_share_is_held_back_from_the_search_and_recorded(tiny_world, tmp_path):
+    data = demo_config(tiny_world, max_evaluations=4, population=4)
+    data["tasks"][0]["validation"] = 0.25
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    selection = json.loads((tmp_path / "run" / RunStore.SELECTION).read_text())["math_a"]
+    assert len(selection["validation_ids"]) == 32 and len(selection["item_ids"]) == 96
+    assert not set(selection["validation_ids"]) & set(selection["item_ids"])
+    assert all(len(r.tasks["math_a"]["scores"]) == 96 for r in result.records)
+    assert len(result.best_scores["items"]["validation"]["math_a"]) == 32
+
+
+def test_a_chosen_merge_below_a_parent_on_held_out_items_gets_a_warning_line(tiny_world, tmp_path):
+    # the search rewards math_a, but the held-out items ask facts_b, which lang_b knows and these merges do not
+    data = demo_config(tiny_world, max_evaluations=4, population=4)
+    data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
+                      "test_items": str(task_file(tiny_world, "facts_b", "test"))}]
+    data["genome"]["parameters"]["weight"] = {"min": 0.0, "max": 0.2}
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    assert result.warning is not None and "below input model lang_b" in result.warning
+    assert f"**{result.warning}**" in (tmp_path / "run" / RunStore.REPORT).read_text()
