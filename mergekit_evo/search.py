@@ -354,10 +354,9 @@ class Evolution:
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
 
-    def _validation_fitness(self, search: CandidateRecord | dict, validation: dict[str, float]) -> float:
+    def _validation_fitness(self, record: CandidateRecord, validation: dict[str, float]) -> float:
         """A candidate's score on validation under `best_by`; a task without validation items keeps its estimate."""
-        estimates = {n: t["estimate"] for n, t in search.tasks.items()} if isinstance(search, CandidateRecord) \
-            else search
+        estimates = {n: t["estimate"] for n, t in record.tasks.items()}
         by = self.config.best_by
         if by != "weighted":
             return validation.get(by, estimates[by])
