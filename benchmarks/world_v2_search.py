@@ -208,6 +208,13 @@ def main(cfg):
     st = ta(bestx[:L], bestx[L:])
     ev = {k: score(st, k).mean() for k in enc}
     print("evolved     " + " ".join(f"{kk} {vv:.3f}" for kk, vv in ev.items()) + f"  w={np.round(bestx, 2).tolist()}")
+    from mergekit_evo.significance import compare
+    mine = score(st, "math_b.test")
+    for other in ("math_a", "lang_b", "ta_1_1", "linear_.5"):
+        theirs = score(states[other] if other in states else plain[other], "math_b.test")
+        c = compare(mine, theirs, cfg["seed"])
+        print(f"evolved vs {other:<9} held-out math_b {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] "
+              f"McNemar p {c.p_mcnemar:.2g}")
     print(f"total {time.time()-t0:.0f}s  n_test={len(test_q)}", flush=True)
 
 

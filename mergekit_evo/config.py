@@ -148,7 +148,7 @@ class EvolveConfig(_Strict):
     seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
     baselines: list[BaselineConfig] | None = Field(None, description="plain merges to compare against; default: the "
-                                                   "start point and the method at mergekit's defaults; [] for none")
+                                                   "start point and plain recipes (baselines.py); [] for none")
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     run_dir: Path | None = None
     scratch_dir: Path | None = None
