@@ -11,6 +11,10 @@ embeddings, final norm and lm_head take the first layer's, as mergekit's planner
 measured through mergekit itself. Settings are key=value arguments, e.g.
 
     python benchmarks/world_v2_search.py codeswitch=2 layers=6 evals=300 seed=1
+    python benchmarks/world_v2_search.py codeswitch=4 lang_steps=500 layers=8 evals=300 xmax=25 validation=64
+
+(`validation=N` holds N questions back from the test split and chooses among the top 5 by search fitness on them,
+as the product's `selection` does.)
 
 The README's tiny-world section keeps the table of every attempt.
 """
@@ -63,8 +67,9 @@ def main(cfg):
     qs = [(x, y, op) for (x, y) in pairs(cfg) for op in OPS]
     perm = rng.permutation(len(qs))
     qs = [qs[i] for i in perm]
-    n_search = cfg.get("n_search", 128)
-    search_q, test_q = qs[:n_search], qs[n_search:]
+    n_search, n_validation = cfg.get("n_search", 128), cfg.get("validation", 0)
+    search_q, validation_q = qs[:n_search], qs[n_search:n_search + n_validation]
+    test_q = qs[n_search + n_validation:]
 
     def counting(r, lang):
         s = int(r.integers(maxn - 6)) if cfg.get("count_all") else int(r.integers(40))
@@ -145,6 +150,8 @@ def main(cfg):
 
     r_items = np.random.default_rng(cfg["seed"] + 99)
     sets = {"math_b.search": items(search_q, "b"), "math_b.test": items(test_q, "b"), "math_a.test": items(test_q, "a")}
+    if validation_q:
+        sets["math_b.validation"] = items(validation_q, "b")
     enc = {}
     for k, (prompts, ch, ans) in sets.items():
         ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
@@ -193,6 +200,7 @@ def main(cfg):
     es = cma.CMAEvolutionStrategy([0.5] * (2 * L), 1 / 6, {"bounds": [0, 1], "popsize": 8, "seed": cfg["seed"] + 1,
                                                              "verbose": -9})
     best, bestx = -1, None
+    seen = []  # (search fitness, weights) of every candidate, for validation-based selection
     evals = 0
     while evals < cfg.get("evals", 160):
         xs = es.ask()
@@ -201,10 +209,17 @@ def main(cfg):
             w = 2 * np.asarray(x)
             f = score(ta(w[:L], w[L:]), "math_b.search").mean()
             fs.append(-f)
+            seen.append((f, w))
             if f > best:
                 best, bestx = f, w
         es.tell(xs, fs)
         evals += len(xs)
+    if validation_q:  # the product's selection: the top 5 by search fitness, the best on validation wins
+        top = sorted(seen, key=lambda fw: -fw[0])[:5]
+        on_validation = [score(ta(w[:L], w[L:]), "math_b.validation").mean() for _, w in top]
+        chosen = int(np.argmax(on_validation))
+        print("validation of the top 5: " + ", ".join(f"{v:.3f}" for v in on_validation) + f"; chosen {chosen}")
+        bestx = top[chosen][1]
     st = ta(bestx[:L], bestx[L:])
     ev = {k: score(st, k).mean() for k in enc}
     print("evolved     " + " ".join(f"{kk} {vv:.3f}" for kk, vv in ev.items()) + f"  w={np.round(bestx, 2).tolist()}")
