@@ -74,6 +74,10 @@ class TaskConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def has_validation(self) -> bool:
+        return self.validation is not None or self.validation_items is not None
+
     @model_validator(mode="after")
     def _one_validation(self) -> TaskConfig:
         if self.validation is not None and self.validation_items is not None:
@@ -179,6 +183,11 @@ class EvolveConfig(_Strict):
         if v not in rules:
             raise ValueError(f"must be 'weighted' or a task name; {close_matches(v, rules)}")
         return v
+
+    def labelled_inputs(self) -> list[tuple[str, str]]:
+        """Each input model with the config field that names it (`models[1]`, `base_model`), for messages."""
+        return [(f"models[{i}]", ref) for i, ref in enumerate(self.models)] + (
+            [("base_model", self.base_model)] if self.base_model else [])
 
     def input_refs(self) -> list[str]:
         """The models being merged and the base, each once: every model a run loads as it is."""
@@ -345,10 +354,7 @@ def _is_hub_id(ref: str) -> bool:
 
 def check_models(config: EvolveConfig) -> None:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    fields = [(f"models[{i}]", m) for i, m in enumerate(config.models)]
-    if config.base_model:
-        fields.append(("base_model", config.base_model))
-    for field, ref in fields:
+    for field, ref in config.labelled_inputs():
         path = Path(ref)
         if path.is_dir():
             if not (path / "config.json").is_file():

@@ -6,8 +6,9 @@ keeps a fingerprint of all of it (`fingerprint.json`) and `resume` refuses, in o
 records of another meaning to the same file.
 
 What may change between starting and resuming: the budget (raise it to extend a run), `best_by`, the merger and its
-device, `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`; none of these changes
-what a recorded genome or score means (baselines and the final choice are made again at the end).
+device, `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`;
+none of these changes what a recorded genome or score means (baselines and the final choice are made again at the
+end).
 """
 
 from __future__ import annotations
@@ -82,10 +83,7 @@ def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str,
                 entries[f"task {task['name']}"] = task
         else:
             entries[key] = value
-    labelled = [(f"models[{i}]", ref) for i, ref in enumerate(config.models)]
-    if config.base_model:
-        labelled.append(("base_model", config.base_model))
-    for field, ref in labelled:
+    for field, ref in config.labelled_inputs():
         entries[f"files of {field} ({Path(ref).name})"] = model_files_hash(ref)
     for task, hashes in task_hashes.items():
         for what, digest in hashes.items():

@@ -48,9 +48,13 @@ def num_layers(model_ref: str) -> int | None:
     path = Path(model_ref) / "config.json"
     if not path.is_file():
         return None
-    config = json.loads(path.read_text())
-    config = config.get("text_config", config)
-    return config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
+    return layer_count(json.loads(path.read_text()))
+
+
+def layer_count(model_config: dict) -> int | None:
+    """The layer count a model's config.json gives, under the names the common architectures use."""
+    inner = model_config.get("text_config", model_config)
+    return inner.get("num_hidden_layers") or inner.get("n_layer") or inner.get("num_layers")
 
 
 def _group_names(k: int, n_layers: int | None) -> list[str]:

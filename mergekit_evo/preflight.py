@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.genome import layer_count
 
 
 def _label(field: str, ref: str) -> str:
@@ -86,9 +87,8 @@ def check_inputs(config: EvolveConfig) -> None:
         if key in seen:
             raise UserError(f"models[{i}]: {ref} is already {seen[key]}; give each model once")
         seen[key] = f"models[{i}]"
-    labelled = ([("base_model", config.base_model)] if config.base_model else []) + [
-        (f"models[{i}]", ref) for i, ref in enumerate(config.models)
-    ]
+    # the base first, so differences are told against it
+    labelled = sorted(config.labelled_inputs(), key=lambda fr: fr[0] != "base_model")
     local = [(field, ref) for field, ref in labelled if Path(ref).is_dir()]
     if not local:
         return
@@ -107,7 +107,7 @@ def check_inputs(config: EvolveConfig) -> None:
             if model_config.get(key) != ref_config.get(key):
                 raise UserError(f"{field}: {key} is {model_config.get(key)} but {first} has {ref_config.get(key)}; "
                                 "mergekit merges models of one architecture")
-        layers, ref_layers = _layers(model_config), _layers(ref_config)
+        layers, ref_layers = layer_count(model_config), layer_count(ref_config)
         if layers != ref_layers:
             raise UserError(f"{field}: {Path(ref).name} has {layers} layers but {first} has {ref_layers}; the models "
                             "of a merge share a layer count (mergekit's `slices` can stack other layouts)")
@@ -122,8 +122,3 @@ def check_inputs(config: EvolveConfig) -> None:
             holder = Path(ref).name if only_one[0] in shapes else first
             raise UserError(f"{field}: tensor {only_one[0]} is only in {holder} (and {len(only_one) - 1} more tensors "
                             f"differ); the models of a merge share their tensors")
-
-
-def _layers(model_config: dict) -> int | None:
-    inner = model_config.get("text_config", model_config)
-    return inner.get("num_hidden_layers") or inner.get("n_layer") or inner.get("num_layers")

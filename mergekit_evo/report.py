@@ -43,7 +43,7 @@ def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
     """Parents, baselines and the chosen merge: fitness and each task on search, validation and held-out items."""
     tasks = [t.name for t in config.tasks]
     splits = [("search", "tasks")]
-    if any(t.validation is not None or t.validation_items is not None for t in config.tasks):
+    if any(t.has_validation for t in config.tasks):
         splits.append(("validation", "validation"))
     splits.append(("held-out", "heldout"))
     header = "| model | fitness (search) | " + " | ".join(f"{t} ({label})" for label, _ in splits for t in tasks) + " |"

@@ -140,10 +140,6 @@ class RunStore:
     def responses_path(self) -> Path:
         return self.file(self.RESPONSES)
 
-    @property
-    def estimator_dir(self) -> Path:
-        return self.file(self.ESTIMATOR)
-
     def resume_hint(self) -> str:
         return f"`mergekit-evo resume {self.path}` continues the run"
 
@@ -158,10 +154,8 @@ class RunStore:
                log: Callable[[str], None] | None = None) -> RunStore:
         """A new run in `path` (created if needed), locked; refused if the folder already holds any part of a run."""
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise UserError(f"run directory {path} is a file; name a folder (new or empty) for the run")
         store = cls(path, log)
-        store._refuse_a_run_here()  # before the lock, so a refused folder is left untouched
+        store.check_new()  # before the lock, so a refused folder is left untouched
         with disk_errors(path, then="try again"):
             path.mkdir(parents=True, exist_ok=True)
         store.lock()
@@ -175,6 +169,12 @@ class RunStore:
         store.write_text(cls.CONFIG, yaml.safe_dump(data, sort_keys=False))
         store._mkdir(cls.CHECKPOINTS)
         return store
+
+    def check_new(self) -> None:
+        """Refuse a run directory that is a file or already holds (part of) a run: cheap, so callers check it first."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"run directory {self.path} is a file; name a folder (new or empty) for the run")
+        self._refuse_a_run_here()
 
     def _refuse_a_run_here(self) -> None:
         parts = self.parts()
@@ -255,9 +255,10 @@ class RunStore:
         """Every readable candidate record, in the order they were recorded."""
         return self.read_records().rows
 
-    def next_index(self) -> int:
-        """An index no record has: past every readable record's, and past the count of lines, unreadable ones included."""
-        read = self.read_records()
+    def next_index(self, read: LogRead[CandidateRecord] | None = None) -> int:
+        """An index no record has: past every readable record's, and past the count of lines, unreadable ones included.
+        `read` is the log as the caller already read it (read again when not given)."""
+        read = read or self.read_records()
         return max([read.lines, *(r.index + 1 for r in read.rows)])
 
     def append(self, record: CandidateRecord) -> None:
@@ -340,7 +341,13 @@ def score_by(record: CandidateRecord, by: str = "weighted") -> float:
     return record.fitness if by == "weighted" else record.tasks[by]["estimate"]
 
 
-def best_record(records: list[CandidateRecord], by: str = "weighted") -> CandidateRecord | None:
-    """The best scored candidate under the rule `by` ('weighted' or a task name); ties go to the earliest."""
+def ranked(records: list[CandidateRecord], by: str = "weighted") -> list[CandidateRecord]:
+    """The scored candidates, best first under the rule `by` ('weighted' or a task name); ties go to the earliest."""
     scored = [r for r in records if r.ok and r.fitness is not None and (by == "weighted" or by in r.tasks)]
-    return max(scored, key=lambda r: (score_by(r, by), -r.index)) if scored else None
+    return sorted(scored, key=lambda r: (-score_by(r, by), r.index))
+
+
+def best_record(records: list[CandidateRecord], by: str = "weighted") -> CandidateRecord | None:
+    """The best scored candidate under the rule `by`; ties go to the earliest."""
+    order = ranked(records, by)
+    return order[0] if order else None

@@ -29,7 +29,7 @@ from mergekit_evo.pareto import pareto_front, write_front
 from mergekit_evo.preflight import check_inputs
 from mergekit_evo.responses import RunResponses
 from mergekit_evo.report import report
-from mergekit_evo.runs import CandidateRecord, RunStore, best_record, score_by
+from mergekit_evo.runs import CandidateRecord, RunStore, best_record, ranked, score_by
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
 from mergekit_evo.validation import HeldBack, with_validation
@@ -71,12 +71,11 @@ class Evolution:
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
                 raise UserError(f"tasks[{i}].validation_items: the {config.tasks[i].backend} backend does not read "
                                 "validation items; hold back a share of the search items instead (validation: 0.2)")
+            self.estimator.check(name, len(task.item_ids))
         self.weights = {t.name: t.weight for t in config.tasks}
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
         self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
-        for name, task in self.tasks.items():
-            self.estimator.check(name, len(task.item_ids))
         self.merger = self.reg.get("mergers", config.merger.name, "merger.name")(config)
         optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
         n_objectives = len(config.objective_names())
@@ -95,8 +94,7 @@ class Evolution:
     def start(cls, config: EvolveConfig, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
         """A new run in `run_dir`, which must not hold one; everything is validated before the folder is touched."""
         run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise UserError(f"run directory {run_dir} is a file; name a folder (new or empty) for the run")
+        RunStore(run_dir, log).check_new()  # told before the seconds of validation and preflight below
         config = config.model_copy(update={"run_dir": run_dir.resolve()})
         evolution = cls(config, RunStore(run_dir, log), log=log)
         evolution.store = RunStore.create(run_dir, config, evolution.fingerprint(), log)
@@ -187,10 +185,15 @@ class Evolution:
             }
         return results
 
+    def _weighted_mean(self, scores: dict[str, float]) -> float | None:
+        """The tasks' weighted mean over the tasks in `scores` (None when they weigh nothing): a fitness."""
+        weights = {n: w for n, w in self.weights.items() if n in scores}
+        total = sum(weights.values())
+        return sum(w * scores[n] for n, w in weights.items()) / total if total > 0 else None
+
     def _objectives(self, tasks: dict[str, dict]) -> tuple[list[float], float]:
         estimates = {name: tasks[name]["estimate"] for name in self.tasks}
-        total = sum(self.weights.values())
-        fitness = sum(self.weights[n] * e for n, e in estimates.items()) / total
+        fitness = self._weighted_mean(estimates)
         objectives = [fitness] if self.config.objectives == "weighted" else [estimates[n] for n in self.tasks]
         return objectives, float(fitness)
 
@@ -300,7 +303,7 @@ class Evolution:
         records = recorded.rows
         # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
         evaluations = recorded.lines
-        next_index = self.store.next_index()
+        next_index = self.store.next_index(recorded)
         checkpoint = self.store.latest_checkpoint()
         if checkpoint is None:
             optimizer = self.optimizer_cls(
@@ -356,29 +359,25 @@ class Evolution:
 
     def _validation_fitness(self, record: CandidateRecord, validation: dict[str, float]) -> float:
         """A candidate's score on validation under `best_by`; a task without validation items keeps its estimate."""
-        estimates = {n: t["estimate"] for n, t in record.tasks.items()}
+        scores = {**{n: t["estimate"] for n, t in record.tasks.items()}, **validation}
         by = self.config.best_by
-        if by != "weighted":
-            return validation.get(by, estimates[by])
-        total = sum(self.weights.values())
-        return sum(w * validation.get(n, estimates[n]) for n, w in self.weights.items()) / total
+        return scores[by] if by != "weighted" else self._weighted_mean(scores)
 
     def choose(self, records: list[CandidateRecord]) -> tuple[CandidateRecord | None, list[dict]]:
         """The final merge: the best by search fitness, or, when a task has validation items, the best on them among
         the top-k by search fitness (each distinct recipe once). Validation scores are kept in validation.json."""
         by = self.config.best_by
-        if not any(t.validation is not None or t.validation_items is not None for t in self.config.tasks):
+        if not any(t.has_validation for t in self.config.tasks):
             return best_record(records, by), []
         distinct: dict[str, CandidateRecord] = {}
-        for r in records:
-            if r.ok and r.fitness is not None and (by == "weighted" or by in r.tasks):
-                distinct.setdefault(r.merge_yaml, r)
-        ranked = sorted(distinct.values(), key=lambda r: (-score_by(r, by), r.index))[: self.config.selection.top_k]
-        if not ranked:
+        for r in ranked(records, by):  # each recipe once, by its best-ranked record
+            distinct.setdefault(r.merge_yaml, r)
+        finalists_by_search = list(distinct.values())[: self.config.selection.top_k]
+        if not finalists_by_search:
             return None, []
         cache = self.store.read_json(RunStore.VALIDATION) or {}
         finalists = []
-        for r in ranked:
+        for r in finalists_by_search:
             if str(r.index) not in cache:
                 self.log(f"scoring candidate {r.index} on the validation items")
                 with self.merger.merged(self.genome.to_merge_config(np.asarray(r.genome)), seed=r.seed) as model:
@@ -388,7 +387,7 @@ class Evolution:
             finalists.append({"index": r.index, "search": score_by(r, by), "validation": means,
                               "validation_fitness": self._validation_fitness(r, means)})
         winner = max(finalists, key=lambda f: (f["validation_fitness"], f["search"], -f["index"]))
-        return next(r for r in ranked if r.index == winner["index"]), finalists
+        return next(r for r in finalists_by_search if r.index == winner["index"]), finalists
 
     def _best_scores(self, best: CandidateRecord) -> dict:
         saved = self.store.read_json(RunStore.BEST_HELDOUT)
@@ -410,19 +409,14 @@ class Evolution:
                     out.setdefault(label, {})[task] = compare(scores, theirs, self.config.seed).to_json()
         return out
 
-    def _heldout_fitness(self, heldout: dict[str, float]) -> float | None:
-        weights = {n: w for n, w in self.weights.items() if n in heldout}
-        total = sum(weights.values())
-        return sum(w * heldout[n] for n, w in weights.items()) / total if total > 0 else None
-
     def _warning(self, best_scores: dict, parents: dict, baselines: dict) -> str | None:
         """One line when the chosen merge does worse on held-out items than a parent or a plain merge."""
-        mine = self._heldout_fitness(best_scores["heldout"])
+        mine = self._weighted_mean(best_scores["heldout"])
         if mine is None:
             return None
         others = {f"input model {model_label(ref)}": p for ref, p in parents.items()}
         others.update({f"baseline {name}": b for name, b in baselines.items() if "heldout" in b})
-        scored = {label: self._heldout_fitness(o["heldout"]) for label, o in others.items()}
+        scored = {label: self._weighted_mean(o["heldout"]) for label, o in others.items()}
         scored = {label: f for label, f in scored.items() if f is not None}
         if not scored:
             return None
