@@ -71,11 +71,12 @@ class Evolution:
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
                 raise UserError(f"tasks[{i}].validation_items: the {config.tasks[i].backend} backend does not read "
                                 "validation items; hold back a share of the search items instead (validation: 0.2)")
-            self.estimator.check(name, len(task.item_ids))
         self.weights = {t.name: t.weight for t in config.tasks}
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
         self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
+        for name, task in self.tasks.items():
+            self.estimator.check(name, len(task.item_ids))
         self.merger = self.reg.get("mergers", config.merger.name, "merger.name")(config)
         optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
         n_objectives = len(config.objective_names())
