@@ -24,11 +24,11 @@ ESTIMATORS = ["subsample", "irt", "p-irt", "gp-irt", "mp-irt", "gmp-irt"]
 def scorer(world, merger_name: str = "resident"):
     """The demo's genome, a merger and the two tasks' backends: what a run would score with."""
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import demo_config
+    from mergekit_evo.demo import two_skill_config
     from mergekit_evo.genome import GenomeSpace
     from mergekit_evo.plugins import registry
 
-    config = parse_config({**demo_config(world), "merger": merger_name}, world)
+    config = parse_config({**two_skill_config(world), "merger": merger_name}, world)
     reg = registry()
     merger = reg.get("mergers", config.merger.name, "merger")(config)
     tasks = {t.name: reg.get("task_backends", t.backend, "tasks")(t) for t in config.tasks}

@@ -46,18 +46,21 @@ def tiny_world() -> None:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, initialisation and training.")
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden size of the Llama models.")
-@click.option("--layers", type=int, default=4, show_default=True, help="Number of transformer layers.")
+@click.option("--layers", type=int, default=8, show_default=True, help="Number of transformer layers.")
 @click.option("--base-steps", type=int, default=800, show_default=True, help="Training steps of the base model.")
-@click.option("--specialist-steps", type=int, default=300, show_default=True, help="Fine-tuning steps per specialist.")
-@click.option("--items-per-skill", type=int, default=256, show_default=True, help="Items per skill (half search, half test).")
+@click.option("--specialist-steps", type=int, default=300, show_default=True, help="Training steps of the math specialist.")
+@click.option("--language-steps", type=int, default=500, show_default=True, help="Training steps of the language specialist.")
+@click.option("--items-per-skill", type=int, default=256, show_default=True, help="Facts items per skill (half search, half test).")
+@click.option("--math-search-items", type=int, default=140, show_default=True, help="Arithmetic questions in the search split; the rest are held out.")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching world is already there.")
 def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     """Build the tiny world into DIRECTORY (default: the cache), or reuse a matching one.
 
     \b
     The world is a miniature of Sakana's Japanese-math experiment: a base Llama, a specialist for arithmetic
-    in language A, a specialist for question answering in language B, item sets (JSONL, search and test
-    splits) and lm-eval task YAMLs over the same files. A table of measured accuracies ends the build.
+    (plus, minus, times) asked in language A, a specialist that knows all of language B but no arithmetic,
+    item sets (JSONL, search and test splits) and lm-eval task YAMLs over the same files. The target skill,
+    arithmetic asked in B (math_b), is in no model's training data. A table of measured accuracies ends the build.
 
     \b
     Examples:
@@ -165,24 +168,26 @@ def resume(run_dir: Path, no_progress: bool) -> None:
 
 @cli.command()
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective.")
-@click.option("--max-evaluations", type=int, default=32, show_default=True)
+@click.option("--max-evaluations", type=int, help="Default: 296, 37 generations of 8 (checked after each generation).")
 @click.option("--optimizer", help="Any installed optimizer (see `mergekit-evo plugins`). Default: cma if installed, else random; nsga2 with --multi-objective.")
-@click.option("--multi-objective", is_flag=True, help="Each skill its own objective (NSGA-II); the report lists the Pareto front.")
+@click.option("--multi-objective", is_flag=True, help="math_b and facts_b as two objectives (NSGA-II); the report lists the Pareto front.")
 @click.option("--fresh", is_flag=True, help="Delete RUN_DIR first instead of resuming it.")
-def demo(run_dir: Path | None, max_evaluations: int, optimizer: str | None, multi_objective: bool, fresh: bool) -> None:
-    """Build (or reuse) the tiny world and evolve a merge of its two specialists.
+def demo(run_dir: Path | None, max_evaluations: int | None, optimizer: str | None, multi_objective: bool, fresh: bool) -> None:
+    """Build (or reuse) the tiny world and evolve a merge for a skill neither specialist has.
 
     \b
-    The math-A specialist and the language-B specialist are merged with task arithmetic, their weights
-    evolved per model and per half of the layers, for the mean accuracy on both skills (CMA-ES by default).
-    With --multi-objective the two skills are two objectives and NSGA-II returns the trade-off front.
-    The report compares the parents with the best merge on the search items and on held-out items.
+    Sakana's Japanese-math experiment in miniature: the math-A specialist and the language-B specialist are
+    merged with task arithmetic, one weight per model and layer in [0, 2], evolved (CMA-ES by default) for
+    arithmetic asked in language B (math_b), which is in no model's training data. A fifth of the search
+    items chooses the final merge among the top 5; the report scores the parents, plain merges and the
+    evolved merge on held-out items, with 95% intervals and McNemar p-values.
+    With --multi-objective math_b and facts_b are two objectives and NSGA-II returns the trade-off front.
     A second `demo` resumes or re-reports the same run directory; --fresh starts over.
     """
     import shutil
 
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import demo_config
+    from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
     from mergekit_evo.plugins import registry
     from mergekit_evo.runs import RunStore
     from mergekit_evo.search import Evolution
@@ -206,7 +211,8 @@ def demo(run_dir: Path | None, max_evaluations: int, optimizer: str | None, mult
                        "it, --fresh starts over")
             return evolution
         objectives = "separate" if multi_objective else "weighted"
-        cfg = parse_config(demo_config(world, max_evaluations, optimizer, objectives=objectives), world)
+        budget = DEMO_EVALUATIONS if max_evaluations is None else max_evaluations
+        cfg = parse_config(cross_skill_config(world, budget, optimizer, objectives=objectives), world)
         return Evolution.start(cfg, run_dir, log=click.echo)
 
     _start_or_resume(make_evolution, run_dir)

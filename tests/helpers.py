@@ -37,11 +37,18 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
         assert word in lines[0], lines[0]
 
 
+def item_count(world: Path, skill: str, split: str) -> int:
+    """How many items a tiny-world skill has in a split (the world's sizes are the builder's to choose)."""
+    from mergekit_evo.tiny_world import task_file
+
+    return sum(1 for line in task_file(world, skill, split).read_text().splitlines() if line.strip())
+
+
 def write_config(world: Path, folder: Path, max_evaluations: int = 12, population: int = 4, **changes) -> Path:
     """The demo's config with `changes`, as a YAML file a user would pass to `mergekit-evo run`."""
-    from mergekit_evo.demo import demo_config
+    from mergekit_evo.demo import two_skill_config
 
-    data = demo_config(world, max_evaluations, population=population)
+    data = two_skill_config(world, max_evaluations, population=population)
     data.update(changes)
     path = Path(folder) / "config.yaml"
     path.write_text(yaml.safe_dump(data))

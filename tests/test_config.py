@@ -9,13 +9,13 @@ import yaml
 
 from helpers import assert_one_line_error, cli
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.plugins import check_plugin_names, registry
 
 
 def _broken(world, change):
-    data = copy.deepcopy(demo_config(world))
+    data = copy.deepcopy(two_skill_config(world))
     change(data, world)
     return data
 
@@ -62,7 +62,7 @@ def test_a_bad_config_gives_a_one_line_error_naming_the_field(tiny_world, label,
     ],
 )
 def test_an_unknown_plugin_name_lists_the_installed_choices(tiny_world, field, change, words):
-    data = copy.deepcopy(demo_config(tiny_world))
+    data = copy.deepcopy(two_skill_config(tiny_world))
     change(data)
     with pytest.raises(UserError) as error:
         check_plugin_names(parse_config(data, tiny_world), registry())
@@ -127,7 +127,7 @@ def test_listing_the_plugins_does_not_import_mergekit():
 def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     from mergekit_evo.search import Evolution
 
-    data = copy.deepcopy(demo_config(tiny_world))
+    data = copy.deepcopy(two_skill_config(tiny_world))
     data["estimator"] = {"name": "subsample", "options": {"n": 5}}
     with pytest.raises(UserError, match=r"estimator.options.n: unknown option; valid options: k"):
         Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
@@ -146,7 +146,7 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
 def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_path, options, words):
     from mergekit_evo.search import Evolution
 
-    data = copy.deepcopy(demo_config(tiny_world))
+    data = copy.deepcopy(two_skill_config(tiny_world))
     data["merger"] = {"name": "disk", "options": options}
     with pytest.raises(UserError) as error:
         Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
@@ -154,7 +154,7 @@ def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_p
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
+@pytest.mark.parametrize("name", ["tiny-cross-skill.yaml", "tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 
@@ -169,3 +169,15 @@ def test_the_example_configs_load(tiny_world, monkeypatch, name):
         config.optimizer.options, len(config.objective_names())
     )
     assert GenomeSpace(config).dim >= 4
+
+
+def test_the_cross_skill_example_is_the_demo_s_search(tiny_world, monkeypatch):
+    from pathlib import Path
+
+    from mergekit_evo.config import load_config
+    from mergekit_evo.demo import cross_skill_config
+
+    monkeypatch.setenv("TINY_WORLD", str(tiny_world))
+    example = load_config(Path(__file__).parent.parent / "examples" / "tiny-cross-skill.yaml")
+    demo = parse_config(cross_skill_config(tiny_world), tiny_world)
+    assert example.model_dump(exclude={"run_dir"}) == demo.model_dump(exclude={"run_dir"})

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
+from helpers import cli, item_count
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
@@ -54,7 +55,7 @@ def test_the_bootstrap_is_paired_so_a_constant_lead_is_certain_even_when_scores_
 
 
 def _config(world, **changes):
-    data = demo_config(world, max_evaluations=8, population=4)
+    data = two_skill_config(world, max_evaluations=8, population=4)
     data.update(changes)
     return parse_config(data, world)
 
@@ -65,18 +66,19 @@ def plain_run(tiny_world, tmp_path_factory):
     return Evolution.start(_config(tiny_world), run_dir, log=lambda _: None).run(progress=False)
 
 
-def test_every_run_scores_the_start_point_and_plain_merges_beside_the_parents(plain_run):
+def test_every_run_scores_the_start_point_and_plain_merges_beside_the_parents(plain_run, tiny_world):
     saved = json.loads((plain_run.run_dir / RunStore.BASELINES).read_text())
+    held_out = item_count(tiny_world, "math_a", "test")
     assert list(saved) == ["start point", "task_arithmetic (weight 1)", "linear (equal weights)"]
     for entry in saved.values():
-        assert set(entry["heldout"]) == {"math_a", "facts_b"} and len(entry["items"]["heldout"]["math_a"]) == 128
+        assert set(entry["heldout"]) == {"math_a", "facts_b"} and len(entry["items"]["heldout"]["math_a"]) == held_out
     linear = yaml.safe_load(saved["linear (equal weights)"]["recipe"])
     assert linear["merge_method"] == "linear" and "base_model" not in linear
     report = (plain_run.run_dir / RunStore.REPORT).read_text()
     assert "| task_arithmetic (weight 1) (baseline) |" in report and "| start point (baseline) |" in report
 
 
-def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_parent_and_baseline(plain_run):
+def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_parent_and_baseline(plain_run, tiny_world):
     saved = json.loads((plain_run.run_dir / RunStore.BEST_HELDOUT).read_text())
     assert saved["index"] == plain_run.best.index
     against = set(saved["comparisons"])
@@ -88,7 +90,7 @@ def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_paren
     assert c["difference"] == pytest.approx(float(np.mean(mine - theirs)))
     assert c["low"] <= c["difference"] <= c["high"] and 0 <= c["p_mcnemar"] <= 1
     report = (plain_run.run_dir / RunStore.REPORT).read_text()
-    assert "95% interval" in report and "McNemar p" in report and "| lang_b (input) | math_a | 128 |" in report
+    assert "95% interval" in report and "McNemar p" in report and f"| lang_b (input) | math_a | {len(mine)} |" in report
 
 
 def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_the_run(tiny_world, tmp_path):
@@ -107,7 +109,7 @@ def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_
 
 def test_when_the_search_winner_loses_on_validation_the_validation_winner_becomes_best_yaml(tiny_world, tmp_path):
     # searched on math_a; validated on facts_b items: the two skills pull the weights apart
-    data = demo_config(tiny_world, max_evaluations=8, population=8)
+    data = two_skill_config(tiny_world, max_evaluations=8, population=8)
     data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
                       "validation_items": str(task_file(tiny_world, "facts_b", "search"))}]
     data["selection"] = {"top_k": 8}
@@ -123,22 +125,40 @@ def test_when_the_search_winner_loses_on_validation_the_validation_winner_become
 
 
 def test_a_validation_share_is_held_back_from_the_search_and_recorded(tiny_world, tmp_path):
-    data = demo_config(tiny_world, max_evaluations=4, population=4)
+    data = two_skill_config(tiny_world, max_evaluations=4, population=4)
     data["tasks"][0]["validation"] = 0.25
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     selection = json.loads((tmp_path / "run" / RunStore.SELECTION).read_text())["math_a"]
-    assert len(selection["validation_ids"]) == 32 and len(selection["item_ids"]) == 96
+    n = item_count(tiny_world, "math_a", "search")
+    held = round(0.25 * n)
+    assert len(selection["validation_ids"]) == held and len(selection["item_ids"]) == n - held
     assert not set(selection["validation_ids"]) & set(selection["item_ids"])
-    assert all(len(r.tasks["math_a"]["scores"]) == 96 for r in result.records)
-    assert len(result.best_scores["items"]["validation"]["math_a"]) == 32
+    assert all(len(r.tasks["math_a"]["scores"]) == n - held for r in result.records)
+    assert len(result.best_scores["items"]["validation"]["math_a"]) == held
 
 
 def test_a_chosen_merge_below_a_parent_on_held_out_items_gets_a_warning_line(tiny_world, tmp_path):
     # the search rewards math_a, but the held-out items ask facts_b, which lang_b knows and these merges do not
-    data = demo_config(tiny_world, max_evaluations=4, population=4)
+    data = two_skill_config(tiny_world, max_evaluations=4, population=4)
     data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
                       "test_items": str(task_file(tiny_world, "facts_b", "test"))}]
     data["genome"]["parameters"]["weight"] = {"min": 0.0, "max": 0.2}
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     assert result.warning is not None and "below input model lang_b" in result.warning
     assert f"**{result.warning}**" in (tmp_path / "run" / RunStore.REPORT).read_text()
+
+
+def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_plain_merges(tiny_world, tmp_path):
+    result = cli("demo", "--max-evaluations", "8", "--optimizer", "random", "--run-dir", str(tmp_path / "demo"))
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load((tmp_path / "demo" / RunStore.CONFIG).read_text())
+    layers = json.loads((tiny_world / "models" / "base" / "config.json").read_text())["num_hidden_layers"]
+    assert [t["name"] for t in config["tasks"]] == ["math_b"] and config["tasks"][0]["validation"] == 0.2
+    assert config["genome"]["layer_groups"] == layers and config["genome"]["parameters"]["weight"]["max"] == 2.0
+    best = yaml.safe_load((tmp_path / "demo" / RunStore.BEST).read_text())
+    assert all(len(m["parameters"]["weight"]) == layers for m in best["models"])  # one weight per layer
+    report = (tmp_path / "demo" / RunStore.REPORT).read_text()
+    assert "**chosen merge**" in result.stdout and "**chosen merge**" in report
+    for row in ("| math_a (input) | math_b | 256 |", "| task_arithmetic (weight 1) (baseline) | math_b |",
+                "math_b (validation)", "95% interval"):
+        assert row.replace("256", str(item_count(tiny_world, "math_b", "test"))) in report

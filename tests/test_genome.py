@@ -11,13 +11,13 @@ import yaml
 
 from helpers import BIN, tensors
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.merging import DiskMerger, merge_to_disk
 
 
 def _config(world, **changes):
-    data = demo_config(world)
+    data = two_skill_config(world)
     data.update(changes)
     return parse_config(data, world)
 
@@ -25,8 +25,8 @@ def _config(world, **changes):
 def test_gene_names_say_which_layers_model_and_parameter(tiny_world):
     space = GenomeSpace(_config(tiny_world))
     assert space.names == [
-        "layers[0:2].math_a.weight", "layers[2:4].math_a.weight",
-        "layers[0:2].lang_b.weight", "layers[2:4].lang_b.weight",
+        "layers[0:4].math_a.weight", "layers[4:8].math_a.weight",
+        "layers[0:4].lang_b.weight", "layers[4:8].lang_b.weight",
     ]
 
 

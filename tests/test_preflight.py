@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from helpers import assert_one_line_error, cli, write_config
+from helpers import assert_one_line_error, cli, item_count, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.search import Evolution
 
@@ -64,7 +64,7 @@ def _refused(world: Path, tmp_path: Path, data: dict) -> str:
 
 
 def test_the_same_model_twice_is_refused(tiny_world, tmp_path):
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     data["models"] = [data["models"][0], data["models"][0]]
     assert "models[1]" in _refused(tiny_world, tmp_path, data)
 
@@ -76,7 +76,7 @@ def test_the_same_model_twice_is_refused(tiny_world, tmp_path):
 def test_a_model_that_does_not_fit_the_others_is_refused_naming_how(tiny_world, tmp_path, label, change, words):
     model = _model_copy(tiny_world, tmp_path / "inputs")
     change(model)
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     data["models"][1] = str(model)
     message = _refused(tiny_world, tmp_path, data)
     assert message.startswith("models[1]: ")
@@ -98,23 +98,23 @@ def test_a_model_whose_config_json_was_edited_is_refused_on_the_command_line_wit
 def test_a_multiple_choice_item_whose_choices_are_a_string_is_refused(tiny_world, tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"id": "q1", "prompt": "2 plus 2 ?", "choices": "abcd", "answer": 0}) + "\n")
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     data["tasks"][0]["items"] = str(items)
     message = _refused(tiny_world, tmp_path, data)
     assert f"{items}:1" in message and "'choices' must be a list" in message
 
 
 def test_more_layer_groups_than_layers_is_refused(tiny_world, tmp_path):
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     data["genome"]["layer_groups"] = 70
-    assert "genome.layer_groups: 70 is more than the model's 4 layers" in _refused(tiny_world, tmp_path, data)
+    assert "genome.layer_groups: 70 is more than the model's 8 layers" in _refused(tiny_world, tmp_path, data)
 
 
 def test_a_subsample_larger_than_the_task_is_refused(tiny_world, tmp_path):
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     data["estimator"] = {"name": "subsample", "options": {"k": 500}}
     message = _refused(tiny_world, tmp_path, data)
-    assert "estimator.options.k: 500" in message and "128 search items" in message
+    assert "estimator.options.k: 500" in message and f"{item_count(tiny_world, 'math_a', 'search')} search items" in message
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])

@@ -15,7 +15,7 @@ import torch
 
 from helpers import BIN, cli, tensors, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.merging import merge_to_disk
@@ -39,7 +39,7 @@ METHODS = [
 
 
 def _config(world, method="task_arithmetic", parameters=None, base="base", layer_groups=2, **changes):
-    data = demo_config(world)
+    data = two_skill_config(world)
     data["merge_method"] = method
     data["genome"] = {"parameters": parameters or {"weight": {"min": 0, "max": 1}}, "layer_groups": layer_groups}
     data["base_model"] = str(world / "models" / base) if base else None
@@ -151,7 +151,7 @@ def test_bad_merger_options_name_the_option(tiny_world):
 def test_resident_and_disk_runs_give_the_same_fitness_for_the_same_candidates(tiny_world, tmp_path):
     results = {}
     for merger in ("resident", "disk"):
-        data = demo_config(tiny_world, max_evaluations=4, population=4)
+        data = two_skill_config(tiny_world, max_evaluations=4, population=4)
         data.update(merge_method="dare_ties", merger=merger,
                     genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 1}}})
         run = Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from helpers import BIN, cli, tensors, write_config
+from helpers import BIN, cli, item_count, tensors, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.merging import merge_to_disk, parse_merge_config, write_candidate_model
@@ -28,7 +28,7 @@ BUDGET = dict(max_evaluations=12, population=4)
 
 
 def _demo(world, **changes):
-    data = demo_config(world, BUDGET["max_evaluations"], population=BUDGET["population"])
+    data = two_skill_config(world, BUDGET["max_evaluations"], population=BUDGET["population"])
     data.update(changes)
     return parse_config(data, world)
 
@@ -49,15 +49,15 @@ def test_the_best_merge_beats_every_parent_on_the_combined_objective(reference_r
     assert "held-out" in (reference_run.run_dir / "report.md").read_text()
 
 
-def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run):
+def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run, tiny_world):
     records = RunStore(reference_run.run_dir).records()
     assert len(records) == BUDGET["max_evaluations"]
     first = records[0]
     assert first.status == "ok"
-    assert set(first.genes) == {"layers[0:2].math_a.weight", "layers[2:4].math_a.weight",
-                                "layers[0:2].lang_b.weight", "layers[2:4].lang_b.weight"}
+    assert set(first.genes) == {"layers[0:4].math_a.weight", "layers[4:8].math_a.weight",
+                                "layers[0:4].lang_b.weight", "layers[4:8].lang_b.weight"}
     assert yaml.safe_load(first.merge_yaml)["merge_method"] == "task_arithmetic"
-    assert len(first.tasks["math_a"]["scores"]) == 128
+    assert len(first.tasks["math_a"]["scores"]) == item_count(tiny_world, "math_a", "search")
     assert first.fitness == pytest.approx(np.mean([first.tasks[t]["estimate"] for t in ("math_a", "facts_b")]))
     assert (reference_run.run_dir / "best.yaml").read_text() == reference_run.best.merge_yaml
     assert {r.device for r in records} == {"cuda" if torch.cuda.is_available() else "cpu"}  # the resident's `auto`
@@ -97,7 +97,7 @@ def test_a_failing_candidate_is_recorded_as_failed_and_the_run_goes_on(tiny_worl
     plugin = FlakyPlugin()
     pm.register(plugin, name="flaky-test-plugin")
     try:
-        data = demo_config(tiny_world, 6, population=3)
+        data = two_skill_config(tiny_world, 6, population=3)
         data["tasks"] = data["tasks"][:1]
         data["tasks"][0]["backend"] = "flaky"
         FlakyTask.merged_calls = 0

@@ -19,7 +19,7 @@ import yaml
 
 from helpers import BIN, assert_one_line_error, can_mount, cli, fill_disk, read_only, small_disk, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import read_jsonl
 from mergekit_evo.runs import CandidateRecord, RunStore
@@ -150,7 +150,7 @@ def test_writing_without_the_lock_is_refused_as_a_bug(tmp_path):
 def small_run(tiny_world, tmp_path_factory):
     """A finished run of the demo's config (random search, 8 candidates in 2 generations), copied by each test."""
     run_dir = tmp_path_factory.mktemp("small") / "run"
-    data = demo_config(tiny_world, EVALUATIONS, population=POPULATION)
+    data = two_skill_config(tiny_world, EVALUATIONS, population=POPULATION)
     return Evolution.start(parse_config(data, tiny_world), run_dir, log=lambda _: None).run(progress=False)
 
 
@@ -247,7 +247,7 @@ def _run_on_copies(tiny_world, tmp_path: Path) -> tuple[Path, Path]:
     inputs = tmp_path / "inputs"
     shutil.copytree(tiny_world / "models", inputs / "models")
     shutil.copytree(tiny_world / "tasks", inputs / "tasks", ignore=shutil.ignore_patterns("lm_eval"))
-    data = demo_config(inputs, 4, population=2)
+    data = two_skill_config(inputs, 4, population=2)
     Evolution.start(parse_config(data, inputs), tmp_path / "run", log=lambda _: None).close()
     return inputs, tmp_path / "run"
 

@@ -12,13 +12,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from mergekit_evo.items import read_items
-from mergekit_evo.merging import merge_to_disk, parse_merge_config
+from mergekit_evo.items import Item, read_items
+from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
+from mergekit_evo.native_scoring import score_items
 from mergekit_evo.tiny_world import WorldSpec, ensure_world, task_file
 from mergekit_evo.tiny_world.build import evaluate_model, objective
-from mergekit_evo.tiny_world.language import SKILLS
+from mergekit_evo.tiny_world.language import OPERATIONS, SKILLS, translate
 
-SMALL = WorldSpec(hidden=32, layers=1, base_steps=20, specialist_steps=10, items_per_skill=24, batch_size=16)
+SMALL = WorldSpec(hidden=32, layers=1, base_steps=20, specialist_steps=10, language_steps=10, items_per_skill=24,
+                  batch_size=16)
 
 
 def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -58,10 +60,10 @@ def test_models_load_with_transformers(tiny_world):
     for name in ("base", "math_a", "lang_b"):
         model = AutoModelForCausalLM.from_pretrained(tiny_world / "models" / name)
         tokenizer = AutoTokenizer.from_pretrained(tiny_world / "models" / name)
-        ids = tokenizer("what is 3 plus 4 ?", return_tensors="pt")["input_ids"]
+        ids = tokenizer("what is 13 times 12 ? nani wa 3 kakeru 4 ?", return_tensors="pt")["input_ids"]
         assert tokenizer.unk_token_id not in ids[0].tolist()
         assert model(input_ids=ids).logits.shape[-1] == len(tokenizer)
-        assert sum(p.numel() for p in model.parameters()) < 5_000_000
+        assert sum(p.numel() for p in model.parameters()) < 8_000_000
 
 
 def test_mergekit_merges_the_models_as_local_paths(tiny_world, tmp_path):
@@ -93,6 +95,51 @@ def test_a_plain_mergekit_merge_beats_every_single_model(manifest):
     best_single = max(objective(acc[m], skills) for m in ("base", *manifest["specialists"]))
     best_merge = max(objective(v, skills) for k, v in acc.items() if k.startswith("merge:"))
     assert best_merge >= best_single + 0.1
+
+
+def test_no_input_model_can_do_arithmetic_asked_in_b(manifest):
+    # the numbers alone leave three choices (the three operations' results), so reading them gives about 1/3
+    acc = manifest["accuracy"]
+    for name in ("base", *manifest["specialists"]):
+        assert acc[name]["math_b"]["mc"] <= 0.45, name
+    assert acc["math_a"]["math_a"]["mc"] >= acc["math_a"]["math_b"]["mc"] + 0.4  # it knows the sums, not the words
+
+
+def test_the_math_specialist_solves_arithmetic_asked_in_a_and_the_base_does_not(manifest):
+    acc = manifest["accuracy"]
+    assert acc["math_a"]["math_a"]["mc"] >= 0.8
+    assert acc["base"]["math_a"]["mc"] <= 0.45
+
+
+def _operator_word_items() -> list[Item]:
+    """B's operator words outside arithmetic: the word after one (asked in B) and the A-B word pairs both ways."""
+    words_a = list(OPERATIONS)
+    words_b = translate(words_a, "b")
+    asked = []
+    for i, word in enumerate(words_b):
+        following = (i + 1) % len(words_b)
+        asked.append((translate(["what", "is", "the", "word", "after"], "b") + [word, "?"], words_b, following))
+        asked.append(([words_a[i], "in", "b", "means"], words_b, i))
+        asked.append(([word, "de", "ei", "imi"], words_a, i))
+    return [Item(id=f"op-{n}", prompt=" ".join(p), choices=tuple(c), answer=a, target=c[a])
+            for n, (p, c, a) in enumerate(asked)]
+
+
+def test_the_language_specialist_knows_b_operator_words_and_the_others_do_not(tiny_world):
+    items = _operator_word_items()
+    scores = {}
+    for name in ("base", "math_a", "lang_b"):
+        loaded = load_model(tiny_world / "models" / name, "float32")
+        scores[name] = float(score_items(loaded.model, loaded.tokenizer, items, "mc").mean())
+    assert scores["lang_b"] >= 8 / 9, scores
+    assert scores["lang_b"] >= max(scores["base"], scores["math_a"]) + 0.3, scores
+
+
+def test_a_plain_merge_already_reaches_the_cross_skill_a_little(manifest):
+    # the language specialist's B words reach the math specialist's arithmetic: the skill is reachable by merging
+    acc = manifest["accuracy"]
+    best_parent = max(acc[m]["math_b"]["mc"] for m in ("base", *manifest["specialists"]))
+    assert acc["merge:task_arithmetic_1.0"]["math_b"]["mc"] >= best_parent + 0.1
 
 
 def test_manifest_accuracies_come_from_running_the_models(tiny_world, manifest):

@@ -27,7 +27,7 @@ from mergekit_evo.tiny_world import language
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
 # Bump when the world's construction changes, so stale caches are rebuilt.
-WORLD_FORMAT = 1
+WORLD_FORMAT = 2
 SPLITS = ("search", "test")
 MODES = ("mc", "gen")
 SPECIALISTS = {"math_a": "math_a", "lang_b": "facts_b"}
@@ -40,13 +40,18 @@ class WorldSpec(BaseModel):
 
     seed: int = 0
     hidden: int = Field(256, ge=8, description="hidden size of the Llama models")
-    layers: int = Field(4, ge=1)
+    layers: int = Field(8, ge=1, description="the evolved merge sets one weight per model and layer")
     base_steps: int = Field(800, ge=1)
-    specialist_steps: int = Field(300, ge=1)
+    specialist_steps: int = Field(300, ge=1, description="training steps of the math specialist")
+    language_steps: int = Field(500, ge=1, description="training steps of the language specialist")
     base_lr: float = Field(1e-3, gt=0)
     specialist_lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(64, ge=1)
-    items_per_skill: int = Field(256, ge=4, le=400, description="items per skill, split evenly into search and test")
+    items_per_skill: int = Field(256, ge=4, le=400, description="facts items per skill, split evenly into search and test")
+    math_search_items: int = Field(
+        140, ge=2, le=len(language.arithmetic()) - 2,
+        description="arithmetic questions in the search split; the rest (at least 256 by default) are held out",
+    )
 
     def fingerprint(self) -> str:
         text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
@@ -61,27 +66,55 @@ def default_cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------------- item sets
 
 
-def make_items(skill: str, facts: dict, count: int, rng: np.random.Generator) -> list[Item]:
-    """`count` items of a skill: distinct questions first, then the same questions with other distractors."""
+def _item(skill: str, index: int, question: language.Question, distractors: list[str], rng: np.random.Generator) -> Item:
+    choices = [question.answer, *distractors]
+    perm = rng.permutation(len(choices))
+    return Item(
+        id=f"{skill}-{index:04d}",
+        prompt=" ".join(question.prompt),
+        choices=tuple(choices[p] for p in perm),
+        answer=int(np.where(perm == 0)[0][0]),
+        target=question.answer,
+    )
+
+
+def fact_items(skill: str, facts: dict, count: int, rng: np.random.Generator) -> list[Item]:
+    """`count` items of a facts skill: distinct questions first, then the same questions with other distractors."""
     questions = language.skill_questions(skill, facts)
     order = rng.permutation(len(questions))
     items = []
     for i in range(count):
         q = questions[order[i % len(questions)]]
         picks = rng.choice(len(q.alternatives), size=min(3, len(q.alternatives)), replace=False)
-        choices = [q.answer] + [q.alternatives[p] for p in picks]
-        perm = rng.permutation(len(choices))
-        choices = [choices[p] for p in perm]
-        items.append(
-            Item(
-                id=f"{skill}-{i:04d}",
-                prompt=" ".join(q.prompt),
-                choices=tuple(choices),
-                answer=int(np.where(perm == 0)[0][0]),
-                target=q.answer,
-            )
-        )
+        items.append(_item(skill, i, q, [q.alternatives[p] for p in picks], rng))
     return items
+
+
+def math_items(skill: str, order: np.ndarray, rng: np.random.Generator) -> list[Item]:
+    """Every arithmetic question once, in `order`: choices are the three operations' results and a near miss."""
+    questions = language.skill_questions(skill, {})
+    items = []
+    for i, index in enumerate(order):
+        q = questions[index]
+        others, near = list(q.alternatives[:2]), q.alternatives[2:]
+        items.append(_item(skill, i, q, [*others, near[int(rng.integers(len(near)))]], rng))
+    return items
+
+
+def skill_splits(spec: WorldSpec, facts: dict) -> dict[str, dict[str, list[Item]]]:
+    """Search and test items of every skill. math_a and math_b share one order, so their splits ask the same
+    questions (in A and in B) and no held-out math_b question is a search question."""
+    order = np.random.default_rng([spec.seed, 99]).permutation(len(language.arithmetic()))
+    splits = {}
+    for number, skill in enumerate(language.SKILLS):
+        rng = np.random.default_rng([spec.seed, number])
+        if skill.startswith("math"):
+            items, half = math_items(skill, order, rng), spec.math_search_items
+        else:
+            items = fact_items(skill, facts, spec.items_per_skill, rng)
+            half = len(items) // 2
+        splits[skill] = {"search": items[:half], "test": items[half:]}
+    return splits
 
 
 def task_file(world: Path, skill: str, split: str) -> Path:
@@ -131,15 +164,14 @@ def write_lm_eval_yamls(world: Path, data_root: Path) -> None:
 # ---------------------------------------------------------------------------------------------- training data
 
 
-def _mixture(*samplers: Callable[[np.random.Generator], str]) -> Callable[[np.random.Generator, int], list[str]]:
+def _mixture(parts: list[tuple[language.Sampler, int]]) -> Callable[[np.random.Generator, int], list[str]]:
+    """A batch sampler drawing each sentence from one of `parts`, chosen in proportion to its share."""
+    samplers = [sampler for sampler, share in parts for _ in range(share)]
+
     def sample(rng: np.random.Generator, n: int) -> list[str]:
         return [samplers[int(rng.integers(len(samplers)))](rng) for _ in range(n)]
 
     return sample
-
-
-def _questions_sampler(questions: list[language.Question]) -> Callable[[np.random.Generator], str]:
-    return lambda rng: language.sentence(questions[int(rng.integers(len(questions)))])
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -239,25 +271,16 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
     rng = np.random.default_rng(spec.seed)
     facts = language.facts_table(rng)
 
+    speaks = language.operator_speakers(rng)
+
     # Items are written with paths of the final directory (lm-eval YAMLs hold absolute paths).
-    for skill in language.SKILLS:
-        items = make_items(skill, facts, spec.items_per_skill, np.random.default_rng([spec.seed, language.SKILLS.index(skill)]))
-        half = len(items) // 2
-        write_items(task_file(staging, skill, "search"), items[:half])
-        write_items(task_file(staging, skill, "test"), items[half:])
+    for skill, splits in skill_splits(spec, facts).items():
+        for split, items in splits.items():
+            write_items(task_file(staging, skill, split), items)
     write_lm_eval_yamls(staging, data_root=final)
 
     tokenizer = build_tokenizer(language.vocabulary())
-    questions = {skill: language.skill_questions(skill, facts) for skill in language.SKILLS}
-    corpora = {
-        "base": _mixture(
-            lambda r: language.counting_sentence(r, "a"),
-            lambda r: language.counting_sentence(r, "b"),
-            _questions_sampler(questions["facts_a"]),
-        ),
-        "math_a": _mixture(_questions_sampler(questions["math_a"])),
-        "lang_b": _mixture(_questions_sampler(questions["facts_b"])),
-    }
+    corpora = {name: _mixture(parts) for name, parts in language.corpora(facts, speaks).items()}
 
     training = {}
 
@@ -276,9 +299,10 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
     base = build_model(tokenizer, spec.hidden, spec.layers, spec.seed)
     run_training("base", base, spec.base_steps, spec.base_lr, spec.seed)
     base_state = {k: v.clone() for k, v in base.state_dict().items()}
+    steps = {"math_a": spec.specialist_steps, "lang_b": spec.language_steps}
     for offset, name in enumerate(SPECIALISTS, start=1):
         base.load_state_dict(base_state)
-        run_training(name, base, spec.specialist_steps, spec.specialist_lr, spec.seed + offset)
+        run_training(name, base, steps[name], spec.specialist_lr, spec.seed + offset)
 
     accuracy = {}
     for name in ["base", *SPECIALISTS]:

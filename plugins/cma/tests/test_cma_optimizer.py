@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.optimizers import RandomSearch
 from mergekit_evo.runs import RunStore
@@ -107,7 +107,7 @@ def test_bad_options_are_refused_naming_the_option(options, words):
 
 
 def _config(world, **changes):
-    data = demo_config(world, max_evaluations=12, optimizer="cma", population=4)
+    data = two_skill_config(world, max_evaluations=12, optimizer="cma", population=4)
     data.update(changes)
     return parse_config(data, world)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.testing import interrupted_copy
@@ -17,7 +17,7 @@ BUDGET = 32
 
 
 def _run(world, folder, estimator):
-    data = demo_config(world, max_evaluations=BUDGET, optimizer="cma", population=8)
+    data = two_skill_config(world, max_evaluations=BUDGET, optimizer="cma", population=8)
     data["estimator"] = estimator
     return Evolution.start(parse_config(data, world), folder, log=lambda _: None).run(progress=False)
 
@@ -45,7 +45,8 @@ def test_the_estimator_scores_inputs_and_calibration_merges_once_then_only_ancho
     run = runs["gmp-irt"]
     responses = (run.run_dir / "responses.jsonl").read_text().splitlines()
     assert len(responses) == 3 + 8  # math_a, lang_b, base and the calibration merges
-    assert all(len(json.loads(line)["tasks"]["math_a"]) == 128 for line in responses)
+    n_items = len(next(t for t in run.config.tasks if t.name == "math_a").items.read_text().splitlines())
+    assert all(len(json.loads(line)["tasks"]["math_a"]) == n_items for line in responses)
     saved = json.loads((run.run_dir / "estimator" / "irt.json").read_text())
     assert set(saved["tasks"]) == {"math_a", "facts_b"}
     selection = json.loads((run.run_dir / "selection.json").read_text())
@@ -76,7 +77,7 @@ def test_a_killed_irt_run_resumes_without_refitting_or_rescoring(runs, tmp_path)
 
 
 def test_responses_of_a_killed_preparation_are_kept(tiny_world, tmp_path):
-    data = demo_config(tiny_world, max_evaluations=2, population=2)
+    data = two_skill_config(tiny_world, max_evaluations=2, population=2)
     data["estimator"] = {"name": "mp-irt", "options": {"n": 10, "calibration": 2}}
     run = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     lines = (run.run_dir / "responses.jsonl").read_bytes().splitlines(keepends=True)

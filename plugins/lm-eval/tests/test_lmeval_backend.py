@@ -12,12 +12,13 @@ import pytest
 import yaml
 
 from mergekit_evo.config import TaskConfig, parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.merging import load_model
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.tasks import NativeTask
+from mergekit_evo.tiny_world import task_file
 from mergekit_evo_lmeval.backend import LmEvalTask
 
 
@@ -91,7 +92,7 @@ def test_the_same_model_object_is_wrapped_once(tiny_world):
 
 
 def test_an_evolution_with_lm_eval_tasks_records_per_item_scores(tiny_world, tmp_path):
-    data = demo_config(tiny_world, max_evaluations=6, population=3)
+    data = two_skill_config(tiny_world, max_evaluations=6, population=3)
     data.update(tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}})
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     records = RunStore(tmp_path / "run").records()
@@ -105,7 +106,7 @@ def test_the_wrapper_kept_over_the_resident_model_scores_each_candidates_weights
     """One HFLM serves every candidate of a resident run: its scores must equal those of fresh models from disk."""
     scored = {}
     for merger in ("resident", "disk"):
-        data = demo_config(tiny_world, max_evaluations=3, population=3)
+        data = two_skill_config(tiny_world, max_evaluations=3, population=3)
         data.update(tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}},
                     merger=merger)
         Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)
@@ -115,10 +116,11 @@ def test_the_wrapper_kept_over_the_resident_model_scores_each_candidates_weights
 
 
 def test_full_lm_eval_runs_every_document_of_the_task(tiny_world, tmp_path):
-    data = demo_config(tiny_world, max_evaluations=1, population=1)
+    data = two_skill_config(tiny_world, max_evaluations=1, population=1)
     data.update(tasks=_lm_eval_tasks(tiny_world)[:1], estimator={"name": "full-lm-eval"})
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
-    assert len(result.records[0].tasks["math_a"]["scores"]) == 128
+    n_items = len(task_file(tiny_world, "math_a", "search").read_text().splitlines())
+    assert len(result.records[0].tasks["math_a"]["scores"]) == n_items
     assert result.records[0].fitness == pytest.approx(np.mean(result.records[0].tasks["math_a"]["scores"]))
 
 
@@ -146,7 +148,7 @@ def test_bad_task_options_are_refused_in_one_line(tiny_world, options, words):
 
 
 def test_an_unknown_task_name_is_one_line_from_the_cli_with_close_matches(tiny_world, tmp_path):
-    data = demo_config(tiny_world)
+    data = two_skill_config(tiny_world)
     tasks = _lm_eval_tasks(tiny_world)
     tasks[0]["options"]["task"] = "tiny_math_a_mc_serch"
     data["tasks"] = tasks

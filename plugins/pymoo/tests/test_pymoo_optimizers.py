@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import demo_config
+from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.merging import parse_merge_config
 from mergekit_evo.optimizers import RandomSearch
@@ -126,7 +126,7 @@ def test_every_algorithm_is_registered_under_its_short_name():
 
 
 def test_an_unknown_optimizer_name_lists_the_valid_choices(tiny_world, tmp_path):
-    cfg = parse_config({**demo_config(tiny_world), "optimizer": {"name": "nsga"}}, tiny_world)
+    cfg = parse_config({**two_skill_config(tiny_world), "optimizer": {"name": "nsga"}}, tiny_world)
     with pytest.raises(UserError) as e:
         Evolution.start(cfg, tmp_path / "run", log=lambda _: None)
     message = str(e.value)
@@ -136,7 +136,7 @@ def test_an_unknown_optimizer_name_lists_the_valid_choices(tiny_world, tmp_path)
 
 
 def test_a_single_objective_algorithm_refuses_several_objectives(tiny_world, tmp_path):
-    cfg = parse_config({**demo_config(tiny_world, optimizer="ga"), "objectives": "separate"}, tiny_world)
+    cfg = parse_config({**two_skill_config(tiny_world, optimizer="ga"), "objectives": "separate"}, tiny_world)
     with pytest.raises(UserError, match="objectives: ga optimizes one objective"):
         Evolution.start(cfg, tmp_path / "run", log=lambda _: None)
 
@@ -147,7 +147,7 @@ def test_a_single_objective_algorithm_refuses_several_objectives(tiny_world, tmp
 @pytest.fixture(scope="module")
 def pareto_run(tiny_world, tmp_path_factory):
     """NSGA-II with the tiny world's two skills as two objectives."""
-    data = demo_config(tiny_world, max_evaluations=12, optimizer="nsga2", population=6, objectives="separate")
+    data = two_skill_config(tiny_world, max_evaluations=12, optimizer="nsga2", population=6, objectives="separate")
     run_dir = tmp_path_factory.mktemp("pareto") / "run"
     return Evolution.start(parse_config(data, tiny_world), run_dir, log=lambda _: None).run(progress=False)
 
@@ -189,7 +189,7 @@ def test_a_killed_nsga2_run_resumes_to_the_same_candidates(pareto_run, tmp_path)
 
 
 def test_grid_and_fixed_genes_reach_the_recipe(tiny_world, tmp_path):
-    data = demo_config(tiny_world, max_evaluations=4, optimizer="ga", population=4)
+    data = two_skill_config(tiny_world, max_evaluations=4, optimizer="ga", population=4)
     data["genome"] = {"parameters": {"weight": {"min": 0.0, "max": 1.0, "step": 0.25}, "normalize": True}}
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     for record in result.records:
