@@ -70,7 +70,7 @@ def test_the_same_model_twice_is_refused(tiny_world, tmp_path):
 
 
 @pytest.mark.parametrize("label, change, words", [
-    ("another layer count", _fewer_layers, ["3 layers", "base_model (base) has 4"]),
+    ("another layer count", _fewer_layers, ["3 layers", "base_model (base) has 8"]),
     ("other tensor shapes", _narrower_mlp, ["mlp.down_proj.weight", "[256, 256]", "[256, 512]"]),
 ], ids=["layers", "shapes"])
 def test_a_model_that_does_not_fit_the_others_is_refused_naming_how(tiny_world, tmp_path, label, change, words):

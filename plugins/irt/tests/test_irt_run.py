@@ -12,6 +12,7 @@ from mergekit_evo.demo import two_skill_config
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.testing import interrupted_copy
+from mergekit_evo.tiny_world import task_file
 
 BUDGET = 32
 
@@ -41,11 +42,11 @@ def _items_scored(run) -> int:
     return per_candidate + upfront
 
 
-def test_the_estimator_scores_inputs_and_calibration_merges_once_then_only_anchors(runs):
+def test_the_estimator_scores_inputs_and_calibration_merges_once_then_only_anchors(runs, tiny_world):
     run = runs["gmp-irt"]
     responses = (run.run_dir / "responses.jsonl").read_text().splitlines()
     assert len(responses) == 3 + 8  # math_a, lang_b, base and the calibration merges
-    n_items = len(next(t for t in run.config.tasks if t.name == "math_a").items.read_text().splitlines())
+    n_items = len(task_file(tiny_world, "math_a", "search").read_text().splitlines())
     assert all(len(json.loads(line)["tasks"]["math_a"]) == n_items for line in responses)
     saved = json.loads((run.run_dir / "estimator" / "irt.json").read_text())
     assert set(saved["tasks"]) == {"math_a", "facts_b"}
