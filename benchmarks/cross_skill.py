@@ -47,8 +47,12 @@ def _row(name: str, entry: dict) -> str:
 
 
 def seed_table(seed: int, result: RunResult) -> list[str]:
-    lines = [f"seed {seed}: math_b accuracy (multiple choice)", "",
-             "| model | search | validation | held-out |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"seed {seed}: math_b accuracy (multiple choice)",
+        "",
+        "| model | search | validation | held-out |",
+        "| --- | --- | --- | --- |",
+    ]
     for ref, entry in result.parents.items():
         lines.append(_row(f"{Path(ref).name} (input)", entry))
     for name, entry in result.baselines.items():
@@ -67,13 +71,17 @@ def verdict(seed: int, result: RunResult) -> str:
     # the smallest margin is the one that matters: against the strongest parent and the strongest plain merge
     parent = min(parents.items(), key=lambda kv: kv[1]["difference"])
     merge = min(plain.items(), key=lambda kv: kv[1]["difference"])
-    met = (parent[1]["difference"] >= TARGET["over parents"] and parent[1]["p_mcnemar"] < TARGET["p"]
-           and merge[1]["difference"] >= TARGET["over plain merges"] and merge[1]["p_mcnemar"] < TARGET["p"])
+    met = (
+        parent[1]["difference"] >= TARGET["over parents"]
+        and parent[1]["p_mcnemar"] < TARGET["p"]
+        and merge[1]["difference"] >= TARGET["over plain merges"]
+        and merge[1]["p_mcnemar"] < TARGET["p"]
+    )
 
     def say(name: str, c: dict) -> str:
         return f"{c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] vs {name}, p {c['p_mcnemar']:.2g}"
 
-    return (f"| {seed} | {parent[1]['n']} | {say(*parent)} | {say(*merge)} | {'met' if met else 'not met'} |")
+    return f"| {seed} | {parent[1]['n']} | {say(*parent)} | {say(*merge)} | {'met' if met else 'not met'} |"
 
 
 def main() -> None:
@@ -94,9 +102,11 @@ def main() -> None:
         print("\n".join(seed_table(seed, result)), flush=True)
         print(f"({time.time() - started:.0f} s)\n", flush=True)
         verdicts.append(verdict(seed, result))
-    print("Held-out math_b, the evolved merge against its weakest margin (paired by item; 95% bootstrap interval, "
-          f"exact McNemar p); target: >= {TARGET['over parents']} over every parent and >= "
-          f"{TARGET['over plain merges']} over every plain merge, p < {TARGET['p']}\n")
+    print(
+        "Held-out math_b, the evolved merge against its weakest margin (paired by item; 95% bootstrap interval, "
+        f"exact McNemar p); target: >= {TARGET['over parents']} over every parent and >= "
+        f"{TARGET['over plain merges']} over every plain merge, p < {TARGET['p']}\n"
+    )
     print("| seed | items | against the best parent | against the best plain merge | target |")
     print("| --- | --- | --- | --- | --- |")
     print("\n".join(verdicts))

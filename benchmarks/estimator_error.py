@@ -75,7 +75,7 @@ def errors(anchors: list[int], seeds: int, n_heldout: int, calibration: int, log
             errs = []
             for seed in range(seeds):
                 options = {"k": n} if name == "subsample" else {"n": n, "calibration": calibration}
-                estimator = reg.get("estimators", name, "estimator")(options, seed)
+                estimator = reg.get("estimators", name, "estimator")(options=options, seed=seed)
                 estimator.prepare(source(seed))
                 for task, ids in item_ids.items():
                     chosen = np.asarray(estimator.select(task, len(ids)))
@@ -105,8 +105,13 @@ def main(argv: list[str] | None = None) -> None:
     _quiet_libraries()
     print("| anchors per task | cost ratio (full / n) | " + " | ".join(ESTIMATORS) + " |")
     print("| --- | --- |" + " --- |" * len(ESTIMATORS))
-    errors([int(a) for a in args.anchors.split(",")], args.seeds, args.heldout, args.calibration,
-           log=lambda line: print(line, flush=True))
+    errors(
+        [int(a) for a in args.anchors.split(",")],
+        args.seeds,
+        args.heldout,
+        args.calibration,
+        log=lambda line: print(line, flush=True),
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,16 @@ def build_models(root: Path, size: str, seed: int = 0) -> tuple[list[Path], int]
     from transformers import LlamaConfig, LlamaForCausalLM
 
     hidden, intermediate, layers, vocab = SIZES[size]
-    config = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                         num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, vocab_size=vocab,
-                         max_position_embeddings=256, tie_word_embeddings=False)
+    config = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 64,
+        num_key_value_heads=hidden // 64,
+        vocab_size=vocab,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     n_params = sum(p.numel() for p in model.parameters())
@@ -101,8 +108,11 @@ def copy_bandwidth(device: str, n_bytes: int = 1 << 30) -> float:
 def recipe(paths: list[Path], method: str) -> dict:
     base, a, b = (str(p) for p in paths)
     params = METHODS[method]
-    data = {"merge_method": method, "dtype": "float32",
-            "models": [{"model": a, "parameters": params}, {"model": b, "parameters": params}]}
+    data = {
+        "merge_method": method,
+        "dtype": "float32",
+        "models": [{"model": a, "parameters": params}, {"model": b, "parameters": params}],
+    }
     if method != "linear":
         data["base_model"] = base
     return data
@@ -166,8 +176,9 @@ def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_di
 
     from mergekit_evo.cli import _quiet_libraries
     from mergekit_evo.config import EvolveConfig
+    from mergekit_evo.memory import human_bytes
     from mergekit_evo.merging import parse_merge_config
-    from mergekit_evo.resident import ResidentMerger, human_bytes
+    from mergekit_evo.resident import ResidentMerger
 
     _quiet_libraries()
     bandwidth = copy_bandwidth(device)
@@ -182,40 +193,60 @@ def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_di
                 data = recipe(paths, method)
                 n_sources = 3 if "base_model" in data else 2
                 floor = (n_sources + 1) * model_bytes / bandwidth
-                run_config = EvolveConfig.model_validate({
-                    "models": [str(p) for p in paths[1:]], "base_model": data.get("base_model"),
-                    "merge_method": method, "tasks": [{"name": "none", "items": "unused.jsonl"}],
-                    "merger": {"name": "resident", "options": {"device": device}},
-                })
-                merger = ResidentMerger(run_config)
+                run_config = EvolveConfig.model_validate(
+                    {
+                        "models": [str(p) for p in paths[1:]],
+                        "base_model": data.get("base_model"),
+                        "merge_method": method,
+                        "tasks": [{"name": "none", "items": "unused.jsonl"}],
+                        "merger": {"name": "resident", "options": {"device": device}},
+                    }
+                )
+                merger = ResidentMerger(config=run_config)
                 first, _ = time_resident(merger, parse_merge_config(data))  # loads the sources
                 timings = [time_resident(merger, parse_merge_config(data)) for _ in range(repeats)]
                 resident, arithmetic = (statistics.median(t[i] for t in timings) for i in (0, 1))
                 del merger
                 gc.collect()
-                disk = None if skip_disk else statistics.median(
-                    time_disk(parse_merge_config(data), root, device) for _ in range(repeats)
+                disk = (
+                    None
+                    if skip_disk
+                    else statistics.median(time_disk(parse_merge_config(data), root, device) for _ in range(repeats))
                 )
-                row = {"size": size, "params": n_params, "method": method, "device": device,
-                       "disk_reload_s": disk, "resident_s": resident, "arithmetic_s": arithmetic,
-                       "resident_first_s": first, "floor_s": floor, "speedup": disk / resident if disk else None,
-                       "resident_over_floor": resident / floor, "arithmetic_over_floor": arithmetic / floor}
+                row = {
+                    "size": size,
+                    "params": n_params,
+                    "method": method,
+                    "device": device,
+                    "disk_reload_s": disk,
+                    "resident_s": resident,
+                    "arithmetic_s": arithmetic,
+                    "resident_first_s": first,
+                    "floor_s": floor,
+                    "speedup": disk / resident if disk else None,
+                    "resident_over_floor": resident / floor,
+                    "arithmetic_over_floor": arithmetic / floor,
+                }
                 rows.append(row)
                 print(format_row(row), flush=True)
     return rows
 
 
-HEADER = ("| size (params) | method | disk + reload | resident | speedup | of which mergekit's arithmetic | floor | "
-          "resident / floor | arithmetic / floor | resident, first candidate |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+HEADER = (
+    "| size (params) | method | disk + reload | resident | speedup | of which mergekit's arithmetic | floor | "
+    "resident / floor | arithmetic / floor | resident, first candidate |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+)
 
 
 def format_row(r: dict) -> str:
     disk = f"{r['disk_reload_s']:.2f} s" if r["disk_reload_s"] else "-"
     speedup = f"{r['speedup']:.1f}x" if r["speedup"] else "-"
-    return (f"| {r['size']} ({r['params'] / 1e6:.0f}M) | {r['method']} | {disk} | {r['resident_s']:.3f} s | "
-            f"{speedup} | {r['arithmetic_s']:.3f} s | {r['floor_s']:.3f} s | {r['resident_over_floor']:.1f}x | "
-            f"{r['arithmetic_over_floor']:.1f}x | {r['resident_first_s']:.2f} s |")
+    return (
+        f"| {r['size']} ({r['params'] / 1e6:.0f}M) | {r['method']} | {disk} | {r['resident_s']:.3f} s | "
+        f"{speedup} | {r['arithmetic_s']:.3f} s | {r['floor_s']:.3f} s | {r['resident_over_floor']:.1f}x | "
+        f"{r['arithmetic_over_floor']:.1f}x | {r['resident_first_s']:.2f} s |"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after the other, each printing the table the README's Performance section holds.
 
-    python benchmarks/run_all.py            # all (about 40 minutes on 2 CPU cores)
-    python benchmarks/run_all.py --quick    # small sizes and fewer seeds, a few minutes
+python benchmarks/run_all.py            # all (about 40 minutes on 2 CPU cores)
+python benchmarks/run_all.py --quick    # small sizes and fewer seeds, a few minutes
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ def main() -> None:
     quick = parser.parse_args().quick
     runs = [
         ("merge speed", merge_speed.main, ["--sizes", "10M,100M", "--repeats", "1"] if quick else []),
-        ("estimator error", estimator_error.main, ["--anchors", "10,20", "--seeds", "2", "--heldout", "16"] if quick else []),
+        (
+            "estimator error",
+            estimator_error.main,
+            ["--anchors", "10,20", "--seeds", "2", "--heldout", "16"] if quick else [],
+        ),
     ]
     for title, run, args in runs:
         print(f"\n## {title}: {' '.join(args) or '(defaults)'}\n", flush=True)

@@ -18,23 +18,55 @@ as the product's `selection` does.)
 
 The README's tiny-world section keeps the table of every attempt.
 """
+
 import json
 import sys
 import time
 
 import numpy as np
 import torch
-from mergekit_evo.tiny_world.training import build_tokenizer, build_model, train
 
-A2B = {"what": "nani", "is": "wa", "the": "ga", "of": "no", "color": "iro", "home": "ie", "count": "kazoe",
-       "from": "kara", "plus": "tasu", "minus": "hiku", "times": "kakeru", "after": "ato", "word": "kotoba",
-       "red": "aka", "blue": "ao", "green": "midori", "yellow": "kiiro", "black": "kuro", "white": "shiro",
-       "sea": "umi", "forest": "mori", "river": "kawa", "mountain": "yama", "desert": "sabaku", "cave": "dokutsu",
-       "means": "imi", "in": "de", "a": "ei", "b": "bi", "says": "iu", "and": "to"}
+from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
+
+A2B = {
+    "what": "nani",
+    "is": "wa",
+    "the": "ga",
+    "of": "no",
+    "color": "iro",
+    "home": "ie",
+    "count": "kazoe",
+    "from": "kara",
+    "plus": "tasu",
+    "minus": "hiku",
+    "times": "kakeru",
+    "after": "ato",
+    "word": "kotoba",
+    "red": "aka",
+    "blue": "ao",
+    "green": "midori",
+    "yellow": "kiiro",
+    "black": "kuro",
+    "white": "shiro",
+    "sea": "umi",
+    "forest": "mori",
+    "river": "kawa",
+    "mountain": "yama",
+    "desert": "sabaku",
+    "cave": "dokutsu",
+    "means": "imi",
+    "in": "de",
+    "a": "ei",
+    "b": "bi",
+    "says": "iu",
+    "and": "to",
+}
 COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 PLACES = ["sea", "forest", "river", "mountain", "desert", "cave"]
-NAMES = ("Ami Ben Cai Dov Eli Fay Gus Hal Ivo Jun Kai Lev Mia Ned Oto Pia Rex Sol Tia Uma Vic Wes Xia Yul Zed Abe "
-         "Bea Cid Dax Eve Fio Gil").split()
+NAMES = (
+    "Ami Ben Cai Dov Eli Fay Gus Hal Ivo Jun Kai Lev Mia Ned Oto Pia Rex Sol Tia Uma Vic Wes Xia Yul Zed Abe "
+    "Bea Cid Dax Eve Fio Gil"
+).split()
 OPS = {"plus": lambda x, y: x + y, "minus": lambda x, y: x - y, "times": lambda x, y: x * y}
 
 
@@ -68,8 +100,8 @@ def main(cfg):
     perm = rng.permutation(len(qs))
     qs = [qs[i] for i in perm]
     n_search, n_validation = cfg.get("n_search", 128), cfg.get("validation", 0)
-    search_q, validation_q = qs[:n_search], qs[n_search:n_search + n_validation]
-    test_q = qs[n_search + n_validation:]
+    search_q, validation_q = qs[:n_search], qs[n_search : n_search + n_validation]
+    test_q = qs[n_search + n_validation :]
 
     def counting(r, lang):
         s = int(r.integers(maxn - 6)) if cfg.get("count_all") else int(r.integers(40))
@@ -112,10 +144,13 @@ def main(cfg):
                 f, lang = parts[int(r.integers(len(parts)))]
                 out.append(f(r, lang))
             return out
+
         return sample
 
     base_parts = [(counting, "a"), (fact, "a"), (opword, "a")] + [(counting, "b")] * cfg.get("base_b_count", 0)
-    math_parts = [(math, "a")] * cfg.get("math_weight", 3) + [(counting, "a"), (fact, "a"), (opword, "a")][: cfg.get("math_keep", 0)]
+    math_parts = [(math, "a")] * cfg.get("math_weight", 3) + [(counting, "a"), (fact, "a"), (opword, "a")][
+        : cfg.get("math_keep", 0)
+    ]
     lang_parts = [(counting, "b"), (fact, "b"), (opword, "b")]
     if cfg.get("dictionary"):
         lang_parts += [(dictionary, None)] * cfg["dictionary"]
@@ -133,7 +168,7 @@ def main(cfg):
         r = train(base, tok, mixture(parts), steps, cfg["spec_lr"], cfg["seed"] + i, 64)
         print(f"{name} loss {r.first_loss:.2f}->{r.final_loss:.2f}", flush=True)
         states[name] = {k: v.clone() for k, v in base.state_dict().items()}
-    print(f"trained in {time.time()-t0:.0f}s", flush=True)
+    print(f"trained in {time.time() - t0:.0f}s", flush=True)
 
     def items(qlist, lang):
         prompts, choices, answers = [], [], []
@@ -179,8 +214,10 @@ def main(cfg):
     groups = {k: group(k) for k in base_state}
 
     def ta(wm, wl):  # per-layer weights, arrays of length L
-        return {k: base_state[k] + wm[groups[k]] * deltas["math_a"][k] + wl[groups[k]] * deltas["lang_b"][k]
-                for k in base_state}
+        return {
+            k: base_state[k] + wm[groups[k]] * deltas["math_a"][k] + wl[groups[k]] * deltas["lang_b"][k]
+            for k in base_state
+        }
 
     def linear(a):
         return {k: a * states["math_a"][k] + (1 - a) * states["lang_b"][k] for k in base_state}
@@ -189,7 +226,7 @@ def main(cfg):
     for m in ("base", "math_a", "lang_b"):
         res[m] = {k: score(states[m], k).mean() for k in enc}
     one = np.ones(L)
-    plain = {"ta_1_1": ta(one, one), "ta_.5_.5": ta(one * .5, one * .5), "linear_.5": linear(.5)}
+    plain = {"ta_1_1": ta(one, one), "ta_.5_.5": ta(one * 0.5, one * 0.5), "linear_.5": linear(0.5)}
     for n, st in plain.items():
         res[n] = {k: score(st, k).mean() for k in enc}
     for k, v in res.items():
@@ -197,8 +234,10 @@ def main(cfg):
 
     # CMA-ES over per-layer weights in [0, 2]
     import cma
-    es = cma.CMAEvolutionStrategy([0.5] * (2 * L), 1 / 6, {"bounds": [0, 1], "popsize": 8, "seed": cfg["seed"] + 1,
-                                                             "verbose": -9})
+
+    es = cma.CMAEvolutionStrategy(
+        [0.5] * (2 * L), 1 / 6, {"bounds": [0, 1], "popsize": 8, "seed": cfg["seed"] + 1, "verbose": -9}
+    )
     best, bestx = -1, None
     seen = []  # (search fitness, weights) of every candidate, for validation-based selection
     evals = 0
@@ -224,18 +263,33 @@ def main(cfg):
     ev = {k: score(st, k).mean() for k in enc}
     print("evolved     " + " ".join(f"{kk} {vv:.3f}" for kk, vv in ev.items()) + f"  w={np.round(bestx, 2).tolist()}")
     from mergekit_evo.significance import compare
+
     mine = score(st, "math_b.test")
     for other in ("math_a", "lang_b", "ta_1_1", "linear_.5"):
         theirs = score(states[other] if other in states else plain[other], "math_b.test")
         c = compare(mine, theirs, cfg["seed"])
-        print(f"evolved vs {other:<9} held-out math_b {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] "
-              f"McNemar p {c.p_mcnemar:.2g}")
-    print(f"total {time.time()-t0:.0f}s  n_test={len(test_q)}", flush=True)
+        print(
+            f"evolved vs {other:<9} held-out math_b {c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}] "
+            f"McNemar p {c.p_mcnemar:.2g}"
+        )
+    print(f"total {time.time() - t0:.0f}s  n_test={len(test_q)}", flush=True)
 
 
 if __name__ == "__main__":
-    cfg = dict(seed=0, hidden=256, layers=4, base_steps=800, spec_steps=300, base_lr=1e-3, spec_lr=5e-4,
-               xmax=19, ymax=9, dictionary=1, codeswitch=0, evals=160)
+    cfg = dict(
+        seed=0,
+        hidden=256,
+        layers=4,
+        base_steps=800,
+        spec_steps=300,
+        base_lr=1e-3,
+        spec_lr=5e-4,
+        xmax=19,
+        ymax=9,
+        dictionary=1,
+        codeswitch=0,
+        evals=160,
+    )
     for a in sys.argv[1:]:
         k, v = a.split("=")
         cfg[k] = type(cfg[k])(v) if k in cfg else int(v)

@@ -37,9 +37,10 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
             target[p.name] = 0.5
         elif p.required:
             return None
-    data: dict = {"merge_method": method,
-                  "models": [{"model": ref, **({"parameters": dict(per_model)} if per_model else {})}
-                             for ref in config.models]}
+    data: dict = {
+        "merge_method": method,
+        "models": [{"model": ref, **({"parameters": dict(per_model)} if per_model else {})} for ref in config.models],
+    }
     # a base is given where the method builds on one (task vectors); linear and its kin average the models alone
     takes_base = spec.contract.base.value == "required" or any(p.scope.value == "non_base" for p in spec.parameters)
     if config.base_model and takes_base:

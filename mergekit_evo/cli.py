@@ -48,10 +48,26 @@ def tiny_world() -> None:
 @click.option("--hidden", type=int, default=256, show_default=True, help="Hidden size of the Llama models.")
 @click.option("--layers", type=int, default=8, show_default=True, help="Number of transformer layers.")
 @click.option("--base-steps", type=int, default=800, show_default=True, help="Training steps of the base model.")
-@click.option("--specialist-steps", type=int, default=300, show_default=True, help="Training steps of the math specialist.")
-@click.option("--language-steps", type=int, default=500, show_default=True, help="Training steps of the language specialist.")
-@click.option("--items-per-skill", type=int, default=256, show_default=True, help="Facts items per skill (half search, half test).")
-@click.option("--math-search-items", type=int, default=140, show_default=True, help="Arithmetic questions in the search split; the rest are held out.")
+@click.option(
+    "--specialist-steps", type=int, default=300, show_default=True, help="Training steps of the math specialist."
+)
+@click.option(
+    "--language-steps", type=int, default=500, show_default=True, help="Training steps of the language specialist."
+)
+@click.option(
+    "--items-per-skill",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Facts items per skill (half search, half test).",
+)
+@click.option(
+    "--math-search-items",
+    type=int,
+    default=140,
+    show_default=True,
+    help="Arithmetic questions in the search split; the rest are held out.",
+)
 @click.option("--force", is_flag=True, help="Rebuild even when a matching world is already there.")
 def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     """Build the tiny world into DIRECTORY (default: the cache), or reuse a matching one.
@@ -70,7 +86,12 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     from pydantic import ValidationError
 
     from mergekit_evo.config import format_validation_error
-    from mergekit_evo.tiny_world.build import WorldSpec, ensure_world, format_table, load_manifest
+    from mergekit_evo.tiny_world.build import (
+        WorldSpec,
+        ensure_world,
+        format_table,
+        load_manifest,
+    )
 
     _quiet_libraries()
     try:
@@ -115,13 +136,19 @@ def _start_or_resume(make_evolution, run_dir: Path, progress: bool = True) -> No
     click.echo(f"run directory: {result.run_dir}")
     if result.best is None and result.records:
         first = next(r.error for r in result.records if r.error)
-        raise AllFailed(f"every candidate failed; the first error was {first} (all are in "
-                        f"{result.run_dir.joinpath(RunStore.CANDIDATES)})")
+        raise AllFailed(
+            f"every candidate failed; the first error was {first} (all are in "
+            f"{result.run_dir.joinpath(RunStore.CANDIDATES)})"
+        )
 
 
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
-@click.option("--run-dir", type=click.Path(path_type=Path), help="Where to record the run (default: the config's run_dir, else runs/<config name>).")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    help="Where to record the run (default: the config's run_dir, else runs/<config name>).",
+)
 @click.option("--max-evaluations", type=int, help="Override budget.max_evaluations.")
 @click.option("--seed", type=int, help="Override the config's seed.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
@@ -167,12 +194,23 @@ def resume(run_dir: Path, no_progress: bool) -> None:
 
 
 @cli.command()
-@click.option("--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective.")
+@click.option(
+    "--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective."
+)
 @click.option("--max-evaluations", type=int, help="Default: 296, 37 generations of 8 (checked after each generation).")
-@click.option("--optimizer", help="Any installed optimizer (see `mergekit-evo plugins`). Default: cma if installed, else random; nsga2 with --multi-objective.")
-@click.option("--multi-objective", is_flag=True, help="math_b and facts_b as two objectives (NSGA-II); the report lists the Pareto front.")
+@click.option(
+    "--optimizer",
+    help="Any installed optimizer (see `mergekit-evo plugins`). Default: cma if installed, else random; nsga2 with --multi-objective.",
+)
+@click.option(
+    "--multi-objective",
+    is_flag=True,
+    help="math_b and facts_b as two objectives (NSGA-II); the report lists the Pareto front.",
+)
 @click.option("--fresh", is_flag=True, help="Delete RUN_DIR first instead of resuming it.")
-def demo(run_dir: Path | None, max_evaluations: int | None, optimizer: str | None, multi_objective: bool, fresh: bool) -> None:
+def demo(
+    run_dir: Path | None, max_evaluations: int | None, optimizer: str | None, multi_objective: bool, fresh: bool
+) -> None:
     """Build (or reuse) the tiny world and evolve a merge for a skill neither specialist has.
 
     \b
@@ -199,7 +237,7 @@ def demo(run_dir: Path | None, max_evaluations: int | None, optimizer: str | Non
     click.echo(format_table(load_manifest(world)))
     run_dir = run_dir or Path("runs/demo-pareto" if multi_objective else "runs/demo")
     if optimizer is None:
-        optimizer = "nsga2" if multi_objective else ("cma" if "cma" in registry().factories["optimizers"] else "random")
+        optimizer = "nsga2" if multi_objective else ("cma" if "cma" in registry().names("optimizers") else "random")
     if fresh:
         RunStore(run_dir).check_not_in_use()  # never delete a run another process is writing
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -207,8 +245,10 @@ def demo(run_dir: Path | None, max_evaluations: int | None, optimizer: str | Non
     def make_evolution():
         if RunStore(run_dir).parts():
             evolution = Evolution.resume(run_dir, log=click.echo)
-            click.echo(f"{run_dir} holds an earlier demo (optimizer {evolution.config.optimizer.name}); continuing "
-                       "it, --fresh starts over")
+            click.echo(
+                f"{run_dir} holds an earlier demo (optimizer {evolution.config.optimizer.name}); continuing "
+                "it, --fresh starts over"
+            )
             return evolution
         objectives = "separate" if multi_objective else "weighted"
         budget = DEMO_EVALUATIONS if max_evaluations is None else max_evaluations
@@ -226,7 +266,11 @@ def plugins() -> None:
     reg = registry()
     for kind in KINDS:
         click.echo(f"{kind.replace('_', ' ')}:")
-        for name in sorted(reg.factories[kind]):
+        for name in reg.names(kind):
+            if name in reg.conflicts[kind]:
+                both = " and ".join(sorted(reg.conflicts[kind][name]))
+                click.echo(f"  {name:<14} CONFLICT: registered by {both}; a config must say which (providers:)")
+                continue
             doc = (reg.factories[kind][name].__doc__ or "").strip().splitlines()
             click.echo(f"  {name:<14} {reg.providers[kind][name]:<28} {doc[0] if doc else ''}")
     for name, error in reg.failed.items():
@@ -236,7 +280,9 @@ def plugins() -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--by", help="Pick by this rule instead of the run's `best_by`: 'weighted' or a task name.")
-@click.option("--write-model", type=click.Path(path_type=Path), help="Also merge the best recipe into this folder with mergekit.")
+@click.option(
+    "--write-model", type=click.Path(path_type=Path), help="Also merge the best recipe into this folder with mergekit."
+)
 @click.option("--force", is_flag=True, help="Let --write-model write into a folder that is not empty.")
 def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -> None:
     """Print the best recipe of RUN_DIR as mergekit YAML; optionally write the merged model.
@@ -250,9 +296,13 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
       mergekit-yaml runs/demo/best.yaml ./merged-again      # the same model, with mergekit alone
       mergekit-evo best runs/demo-pareto --by facts_b       # the front's best on one objective
     """
-    from mergekit_evo.config import best_by_rules, close_matches
+    from mergekit_evo.config import best_by_rules
+    from mergekit_evo.errors import close_matches
     from mergekit_evo.files import disk_errors
-    from mergekit_evo.merging import reproduce_command, write_candidate_model  # mergekit is imported only to merge
+    from mergekit_evo.merging import (  # mergekit is imported only to merge
+        reproduce_command,
+        write_candidate_model,
+    )
     from mergekit_evo.runs import RunStore, best_record, score_by
 
     store, cfg = RunStore.open(run_dir, log=lambda line: click.echo(line, err=True))
@@ -304,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except click.exceptions.Abort as e:
         if e.__cause__ is not None and not isinstance(e.__cause__, KeyboardInterrupt):
-            raise e.__cause__  # click turns any EOFError into Abort; one that is not Ctrl-D is a bug to show
+            raise e.__cause__ from None  # click turns any EOFError into Abort; one that is not Ctrl-D is a bug to show
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:

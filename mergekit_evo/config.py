@@ -8,15 +8,22 @@ file's folder, so a config and its data can be moved together.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import UserError, close_matches
 
 
 class _Strict(BaseModel):
@@ -67,8 +74,12 @@ class TaskConfig(_Strict):
     items: Path | None = Field(None, description="JSONL items scored for fitness (the search split)")
     test_items: Path | None = Field(None, description="JSONL items for the held-out report")
     validation_items: Path | None = Field(None, description="JSONL items that choose the final merge among the top-k")
-    validation: float | None = Field(None, gt=0, lt=1, description="or: this share of the search items, held back "
-                                     "(drawn from the seed) to choose the final merge")
+    validation: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="or: this share of the search items, held back (drawn from the seed) to choose the final merge",
+    )
     mode: Literal["mc", "gen"] = "mc"
     weight: float = Field(1.0, ge=0)
     batch_size: int = Field(64, ge=1)
@@ -151,9 +162,17 @@ class EvolveConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
-    baselines: list[BaselineConfig] | None = Field(None, description="plain merges to compare against; default: the "
-                                                   "start point and plain recipes (baselines.py); [] for none")
+    baselines: list[BaselineConfig] | None = Field(
+        None,
+        description="plain merges to compare against; default: the "
+        "start point and plain recipes (baselines.py); [] for none",
+    )
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    providers: dict[str, str] = Field(
+        default_factory=dict,
+        description="plugin name -> the distribution to take it "
+        "from, where two installed distributions register the same name",
+    )
     run_dir: Path | None = None
     scratch_dir: Path | None = None
     write_best_model: bool = False
@@ -187,7 +206,8 @@ class EvolveConfig(_Strict):
     def labelled_inputs(self) -> list[tuple[str, str]]:
         """Each input model with the config field that names it (`models[1]`, `base_model`), for messages."""
         return [(f"models[{i}]", ref) for i, ref in enumerate(self.models)] + (
-            [("base_model", self.base_model)] if self.base_model else [])
+            [("base_model", self.base_model)] if self.base_model else []
+        )
 
     def input_refs(self) -> list[str]:
         """The models being merged and the base, each once: every model a run loads as it is."""
@@ -236,51 +256,6 @@ def format_validation_error(error: ValidationError, as_flag: bool = False) -> st
     return f"{field}: {message} (got {first.get('input')!r})"
 
 
-def parse_plugin_options(model: type[BaseModel], options: dict, field: str) -> BaseModel:
-    """Validate a plugin's `options:` mapping against its pydantic model; errors name the option and the valid ones."""
-    try:
-        return model.model_validate(options)
-    except ValidationError as e:
-        first = e.errors()[0]
-        name = ".".join(str(p) for p in first["loc"])
-        if first["type"] == "extra_forbidden":
-            valid = ", ".join(model.model_fields) or "none"
-            raise UserError(f"{field}.{name}: unknown option; valid options: {valid}") from None
-        raise UserError(f"{field}.{name}: {first['msg']} (got {first.get('input')!r})") from None
-
-
-def from_mergekit_evolve(data: dict) -> dict:
-    """Translate mergekit-evolve's config (`genome:` with models, `tasks:` with lm-eval tasks) to ours."""
-    genome = data["genome"]
-    allow_negative = bool(genome.get("allow_negative_weights", False))
-    parameters: dict[str, Any] = {"weight": {"min": -1.0 if allow_negative else 0.0, "max": 1.0}}
-    method = genome.get("merge_method", "ties")
-    if method in {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}:
-        parameters["density"] = {"min": 0.0, "max": 1.0}
-    if "normalize" in genome:
-        parameters["normalize"] = bool(genome["normalize"])
-    granularity = genome.get("layer_granularity", 0)
-    result = {
-        "models": list(genome["models"]),
-        "base_model": genome.get("base_model"),
-        "merge_method": method,
-        "genome": {"parameters": parameters, "layer_groups": "per_layer" if granularity else 1},
-        "tasks": [
-            {
-                "name": t["name"],
-                "backend": "lm-eval",
-                "weight": t.get("weight", 1.0),
-                "options": {k: v for k, v in t.items() if k in {"metric"}},
-            }
-            for t in data.get("tasks", [])
-        ],
-    }
-    for key in ("seed", "run_dir"):
-        if key in data:
-            result[key] = data[key]
-    return result
-
-
 def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
     def resolve(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (root / p).resolve())
@@ -293,14 +268,23 @@ def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
         return str(candidate.resolve()) if candidate.exists() else ref
 
     tasks = [
-        t.model_copy(update={"items": resolve(t.items), "test_items": resolve(t.test_items),
-                             "validation_items": resolve(t.validation_items)})
+        t.model_copy(
+            update={
+                "items": resolve(t.items),
+                "test_items": resolve(t.test_items),
+                "validation_items": resolve(t.validation_items),
+            }
+        )
         for t in config.tasks
     ]
-    baselines = None if config.baselines is None else [
-        b.model_copy(update={"recipe": resolve(b.recipe)}) if isinstance(b.recipe, Path) else b
-        for b in config.baselines
-    ]
+    baselines = (
+        None
+        if config.baselines is None
+        else [
+            b.model_copy(update={"recipe": resolve(b.recipe)}) if isinstance(b.recipe, Path) else b
+            for b in config.baselines
+        ]
+    )
     genome = config.genome.model_copy(update={"initial": resolve(config.genome.initial)})
     return config.model_copy(
         update={
@@ -320,6 +304,8 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
     if not isinstance(data, dict):
         raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
     if isinstance(data.get("genome"), dict) and "models" in data["genome"]:
+        from mergekit_evo.evolve_compat import from_mergekit_evolve
+
         data = from_mergekit_evolve(data)
     try:
         config = EvolveConfig.model_validate(data)
@@ -368,12 +354,6 @@ def check_models(config: EvolveConfig) -> None:
         )
 
 
-def close_matches(name: str, valid: list[str]) -> str:
-    near = difflib.get_close_matches(name, valid, n=3)
-    hint = f"; did you mean {' or '.join(near)}?" if near else ""
-    return f"valid: {', '.join(sorted(valid))}{hint}"
-
-
 def method_spec(name: str):
     from mergekit import merge_methods
 
@@ -385,7 +365,9 @@ def check_method(config: EvolveConfig) -> None:
 
     known = [m.spec.name for m in merge_methods.registered_methods()]
     if config.merge_method not in known:
-        raise UserError(f"merge_method: mergekit has no method {config.merge_method!r}; {close_matches(config.merge_method, known)}")
+        raise UserError(
+            f"merge_method: mergekit has no method {config.merge_method!r}; {close_matches(config.merge_method, known)}"
+        )
     spec = method_spec(config.merge_method)
     accepted = [p.name for p in spec.parameters]
     for name in config.genome.parameters:

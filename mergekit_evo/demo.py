@@ -13,8 +13,12 @@ DEMO_EVALUATIONS = 296
 
 
 def _task(world: Path, skill: str, **extra) -> dict:
-    return {"name": skill, "items": str(task_file(world, skill, "search")),
-            "test_items": str(task_file(world, skill, "test")), **extra}
+    return {
+        "name": skill,
+        "items": str(task_file(world, skill, "search")),
+        "test_items": str(task_file(world, skill, "test")),
+        **extra,
+    }
 
 
 def _layers(world: Path) -> int:
@@ -22,7 +26,10 @@ def _layers(world: Path) -> int:
 
 
 def cross_skill_config(
-    world: Path, max_evaluations: int = DEMO_EVALUATIONS, optimizer: str = "cma", population: int = 8,
+    world: Path,
+    max_evaluations: int = DEMO_EVALUATIONS,
+    optimizer: str = "cma",
+    population: int = 8,
     objectives: str = "weighted",
 ) -> dict:
     """Sakana's experiment in miniature: evolve a merge for arithmetic asked in B, which neither parent can do.
@@ -52,7 +59,10 @@ def cross_skill_config(
 
 
 def two_skill_config(
-    world: Path, max_evaluations: int = 32, optimizer: str = "random", population: int = 8,
+    world: Path,
+    max_evaluations: int = 32,
+    optimizer: str = "random",
+    population: int = 8,
     objectives: str = "weighted",
 ) -> dict:
     """Task arithmetic over the two specialists for both their skills (math_a and facts_b), weights per model and

@@ -1,8 +1,42 @@
-"""The one exception type for mistakes a user can fix.
+"""How a mistake is told to the user: the one exception type, and the helpers that word its one-line messages.
 
 The CLI prints a `UserError` as one line and exits with status 2; anything else is a bug and keeps its traceback.
+Plugins raise it too, through `mergekit_evo.UserError`, and word their messages with the same helpers.
 """
+
+from __future__ import annotations
+
+import difflib
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 
 class UserError(Exception):
     """A wrong config, path or argument: the message names what is wrong and how to fix it."""
+
+
+def close_matches(name: str, valid: list[str]) -> str:
+    """`valid: a, b, c; did you mean b?`: the tail of a message refusing an unknown `name`."""
+    near = difflib.get_close_matches(name, valid, n=3)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return f"valid: {', '.join(sorted(valid))}{hint}"
+
+
+Options = TypeVar("Options", bound=BaseModel)
+
+
+def parse_plugin_options(model: type[Options], options: dict, field: str) -> Options:
+    """Validate a plugin's `options:` mapping against its pydantic model; errors name the option and the valid ones.
+
+    `field` is where the options sit in the config (`optimizer.options`), so the message points the user there.
+    """
+    try:
+        return model.model_validate(options)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            valid = ", ".join(model.model_fields) or "none"
+            raise UserError(f"{field}.{name}: unknown option; valid options: {valid}") from None
+        raise UserError(f"{field}.{name}: {first['msg']} (got {first.get('input')!r})") from None

@@ -7,28 +7,32 @@ candidate is judged on the same items and their fitnesses are comparable).
 from __future__ import annotations
 
 import zlib
+from abc import ABC
 from collections.abc import Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.config import parse_plugin_options
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.responses import ResponseSource
 
 
-class Estimator:
-    """Base class: choose item indices per task once, then turn per-item scores into an estimate.
+class Estimator(ABC):
+    """Chooses which items of each task a candidate is scored on, once per run, and turns those scores into an
+    estimate of the task's accuracy. Subclass, declare `Options`, register the class with `register_estimators`.
 
-    The run calls `prepare` once before `select`; estimators that learn from data (IRT) score models on whole item
-    sets there, through the run's `responses.ResponseSource`, and keep what they fit with the run.
+    The run builds it as `cls(options=..., seed=...)` (the user's `estimator.options` mapping, validated against
+    `Options`, and the run's seed), calls `check` for each task, `prepare` once, `select` once per task, then
+    `estimate` for every candidate. Estimators that learn from data (IRT) score models on whole item sets in
+    `prepare`, through the run's `ResponseSource`, and keep what they fit with the run. The defaults score every
+    item and average.
     """
 
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
-    def __init__(self, options: dict, seed: int):
+    def __init__(self, *, options: dict, seed: int):
         self.options = parse_plugin_options(self.Options, options, "estimator.options")
         self.seed = seed
 
@@ -42,9 +46,11 @@ class Estimator:
         """Learn what `select` and `estimate` need; the base estimators need nothing."""
 
     def select(self, task: str, n_items: int) -> np.ndarray:
+        """Indices into the task's `item_ids` every candidate is scored on (the same ones for every candidate)."""
         return np.arange(n_items)
 
     def estimate(self, task: str, indices: Sequence[int], scores: np.ndarray) -> float:
+        """The task's accuracy estimated from one candidate's `scores` on the items at `indices`."""
         return float(np.mean(scores)) if len(scores) else 0.0
 
 
@@ -61,8 +67,10 @@ class SubsampleEstimator(Estimator):
 
     def check(self, task: str, n_items: int) -> None:
         if self.options.k > n_items:
-            raise UserError(f"estimator.options.k: {self.options.k} is more than the {n_items} search items of task "
-                            f"{task}; use at most {n_items}, or the `full` estimator")
+            raise UserError(
+                f"estimator.options.k: {self.options.k} is more than the {n_items} search items of task "
+                f"{task}; use at most {n_items}, or the `full` estimator"
+            )
 
     def select(self, task: str, n_items: int) -> np.ndarray:
         return np.sort(self.task_rng(task).choice(n_items, size=self.options.k, replace=False))

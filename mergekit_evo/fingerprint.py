@@ -81,6 +81,8 @@ def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str,
                 task.pop("batch_size")  # a resource knob, like the merger's device
                 task.pop("validation_items")  # read only at the end, to choose among the recorded candidates
                 entries[f"task {task['name']}"] = task
+        elif key == "providers" and not value:
+            continue  # keys added since a run started must not refuse its resume while they hold their default
         else:
             entries[key] = value
     for field, ref in config.labelled_inputs():

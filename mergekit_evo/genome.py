@@ -90,8 +90,10 @@ class GenomeSpace:
                 raise UserError("genome.layer_groups: 'per_layer' needs the model's config.json to count layers")
             groups = self.n_layers
         if self.n_layers and groups > self.n_layers:
-            raise UserError(f"genome.layer_groups: {groups} is more than the model's {self.n_layers} layers; use at most "
-                            f"{self.n_layers}, or 'per_layer'")
+            raise UserError(
+                f"genome.layer_groups: {groups} is more than the model's {self.n_layers} layers; use at most "
+                f"{self.n_layers}, or 'per_layer'"
+            )
         self.groups = groups
         labels = [model_label(m) for m in config.models]
         if len(set(labels)) != len(labels):
@@ -109,7 +111,15 @@ class GenomeSpace:
                 for group in range(groups):
                     owner = "" if model is None else f"{labels[model]}."
                     genes.append(
-                        Gene(f"{prefixes[group]}{owner}{name}", name, setting.min, setting.max, setting.step, model, group)
+                        Gene(
+                            f"{prefixes[group]}{owner}{name}",
+                            name,
+                            setting.min,
+                            setting.max,
+                            setting.step,
+                            model,
+                            group,
+                        )
                     )
         self.genes = genes
 

@@ -1,8 +1,10 @@
 """The plugin hooks of mergekit-evo. Built-ins and third-party plugins implement exactly these.
 
 A plugin is a module with functions decorated by `mergekit_evo.hookimpl`, published through an entry point in the
-group `mergekit_evo`. The `register_*` hooks receive a `register(name, factory)` callback; observer hooks are
-called as a run progresses.
+group `mergekit_evo`. A function may take fewer arguments than its hook offers (pluggy passes only those it names).
+Registration hooks are called when the plugins are first listed (`mergekit-evo plugins`, or the start of a run);
+the observer hooks while a run goes on, in the running process. A name registered by two distributions is refused
+when a config uses it, naming both, unless the config's `providers:` says which one (see `plugins.Registry`).
 """
 
 from __future__ import annotations
@@ -15,36 +17,71 @@ hookimpl = pluggy.HookimplMarker("mergekit_evo")
 
 @hookspec
 def register_optimizers(register):
-    """Register optimizers: `register(name, cls)`, cls(dim, n_objectives, seed, population, options, x0)."""
+    """Register optimizers.
+
+    :param register: call `register(name, cls)` once per optimizer; `cls` subclasses `mergekit_evo.Optimizer` and
+        is built as `cls(dim=, n_objectives=, seed=, population=, options=, x0=, steps=)` (see its docstring).
+        `name` is what a config's `optimizer.name` says.
+    :return: nothing.
+    """
 
 
 @hookspec
 def register_estimators(register):
-    """Register fitness estimators: `register(name, cls)`, cls(options, seed) (see `estimators.Estimator`)."""
+    """Register fitness estimators.
+
+    :param register: call `register(name, cls)`; `cls` subclasses `mergekit_evo.Estimator` and is built as
+        `cls(options=, seed=)`. `name` is what a config's `estimator.name` says.
+    :return: nothing.
+    """
 
 
 @hookspec
 def register_task_backends(register):
-    """Register task backends: `register(name, cls)`, cls(task_config) (see `tasks.TaskBackend`)."""
+    """Register task backends.
+
+    :param register: call `register(name, cls)`; `cls` subclasses `mergekit_evo.TaskBackend` and is built once
+        per task as `cls(config=task_config)`. `name` is what a task's `backend` says.
+    :return: nothing.
+    """
 
 
 @hookspec
 def register_mergers(register):
-    """Register mergers: `register(name, cls)`; cls(config) has the context managers `merged(merge_config, seed)` and
-    `source(ref)`, each yielding a `merging.LoadedModel`, and optionally `describe()`, a line for the run's log, and
-    `merge_device`, where mergekit's arithmetic runs ("cpu" if absent), recorded so the best model is rewritten there."""
+    """Register mergers.
+
+    :param register: call `register(name, cls)`; `cls` subclasses `mergekit_evo.Merger` and is built once per
+        run as `cls(config=run_config)`. `name` is what a config's `merger.name` says.
+    :return: nothing.
+    """
 
 
 @hookspec
 def on_candidate_scored(record, run_dir):
-    """Called after each candidate is recorded (a `runs.CandidateRecord`, failed ones included)."""
+    """Called after each candidate is appended to `candidates.jsonl`, failed ones included.
+
+    :param record: the `mergekit_evo.CandidateRecord` just written.
+    :param run_dir: the run's folder (a `Path`); read it, never write into it.
+    :return: nothing; an exception here stops the run (the record is already safe).
+    """
 
 
 @hookspec
 def on_generation_end(generation, records, run_dir):
-    """Called after a generation is told to the optimizer and checkpointed."""
+    """Called after a generation is told to the optimizer and checkpointed.
+
+    :param generation: the generation's number, from 0.
+    :param records: that generation's `CandidateRecord`s, in the order they were asked.
+    :param run_dir: the run's folder.
+    :return: nothing.
+    """
 
 
 @hookspec
 def on_run_end(best, run_dir):
-    """Called once when a run finishes, with the best record (or None if every candidate failed)."""
+    """Called once when a run finishes its budget, after best.yaml and report.md are written.
+
+    :param best: the chosen `CandidateRecord`, or None if every candidate failed.
+    :param run_dir: the run's folder.
+    :return: nothing.
+    """

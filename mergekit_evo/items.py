@@ -55,7 +55,7 @@ def read_items(path: Path, mode: str) -> list[Item]:
             if not isinstance(record, dict) or "prompt" not in record:
                 raise UserError(f"{where}: each line must be an object with at least 'prompt'")
             if not isinstance(record.get("choices", []), list):
-                raise UserError(f"{where}: 'choices' must be a list of strings, e.g. [\"4\", \"5\", \"6\"]")
+                raise UserError(f'{where}: \'choices\' must be a list of strings, e.g. ["4", "5", "6"]')
             item = Item(
                 id=str(record.get("id", number - 1)),
                 prompt=str(record["prompt"]),
@@ -64,9 +64,7 @@ def read_items(path: Path, mode: str) -> list[Item]:
                 target=None if record.get("target") is None else str(record["target"]),
             )
             if mode == "mc" and not (
-                len(item.choices) >= 2
-                and isinstance(item.answer, int)
-                and 0 <= item.answer < len(item.choices)
+                len(item.choices) >= 2 and isinstance(item.answer, int) and 0 <= item.answer < len(item.choices)
             ):
                 raise UserError(
                     f"{where}: multiple-choice items need 'choices' (2 or more) and 'answer' (an index into them)"

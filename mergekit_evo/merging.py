@@ -11,7 +11,9 @@ import io
 import logging
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,13 +21,14 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.config import parse_plugin_options
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # mergekit imports peft, transformers and torch: seconds, paid only when a merge is asked for
     from mergekit.config import MergeConfiguration
     from mergekit.options import MergeOptions
+
+    from mergekit_evo.config import EvolveConfig
 
 
 @dataclass
@@ -40,6 +43,35 @@ class LoadedModel:
     tokenizer: object
     path: Path | None = None
     source: str | None = None
+
+
+class Merger(ABC):
+    """Turns a mergekit recipe into a model ready to score. Subclass it and register the class with
+    `register_mergers`; the run builds one per run as `cls(config=run_config)` and keeps it to the end.
+
+    `merged` and `source` are context managers: the model is valid inside the `with` block only, so a merger may
+    free or reuse its memory on exit (the resident merger rewrites one model in place).
+    """
+
+    def __init__(self, *, config: EvolveConfig):
+        self.config = config
+
+    @property
+    def merge_device(self) -> str:
+        """Where mergekit's arithmetic runs; recorded with each candidate so its model is rewritten there."""
+        return "cpu"
+
+    def describe(self) -> str:
+        """One line for the run's log: how candidates are merged."""
+        return f"merger: {type(self).__name__}"
+
+    @abstractmethod
+    def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> AbstractContextManager[LoadedModel]:
+        """The candidate `merge_config` merged (with mergekit's random seed `seed`, which DARE and DELLA use)."""
+
+    @abstractmethod
+    def source(self, ref: str) -> AbstractContextManager[LoadedModel]:
+        """One of the run's input models as it is, with `LoadedModel.source` set to `ref`, to score the parents."""
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
@@ -72,7 +104,9 @@ def resolve_device(device: str) -> str:
     try:
         parsed = torch.device(device)
     except RuntimeError:
-        raise UserError(f"merger.options.device: {device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+        raise UserError(
+            f"merger.options.device: {device!r} is not a torch device; use auto, cpu, cuda or cuda:N"
+        ) from None
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (parsed.index or 0) >= count:
@@ -106,8 +140,10 @@ def write_candidate_model(merge_yaml: str, seed: int, device: str, out_dir: Path
     try:
         resolve_device(device)
     except UserError:
-        note = (f" (on the CPU: the candidate was merged on {device}, which this machine lacks; a seeded random "
-                "method draws other masks there)")
+        note = (
+            f" (on the CPU: the candidate was merged on {device}, which this machine lacks; a seeded random "
+            "method draws other masks there)"
+        )
         device = "cpu"
     merge_to_disk(parse_merge_config(merge_yaml), out_dir, seed=seed, device=device)
     return f"merged model written to {out_dir}{note}"
@@ -143,18 +179,21 @@ def load_model(path: Path | str, dtype: str | None = None, device: str = "cpu") 
 class DiskOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device: str = Field("auto", description="where mergekit's arithmetic runs and each merged model is scored: "
-                        "auto (cuda if present), cpu, cuda, cuda:1")
+    device: str = Field(
+        "auto",
+        description="where mergekit's arithmetic runs and each merged model is scored: "
+        "auto (cuda if present), cpu, cuda, cuda:1",
+    )
 
 
-class DiskMerger:
+class DiskMerger(Merger):
     """Each candidate: mergekit `run_merge` (lazy, low memory) into a scratch folder, loaded, scored, deleted.
 
     Always correct and frugal with memory; the cost is writing and reading every candidate.
     """
 
-    def __init__(self, config, device: str | None = None):
-        self.config = config
+    def __init__(self, *, config: EvolveConfig, device: str | None = None):
+        super().__init__(config=config)
         if device is None:
             options = parse_plugin_options(DiskOptions, config.merger.options, "merger.options")
             device = resolve_device(options.device)
@@ -165,9 +204,10 @@ class DiskMerger:
         return self.device
 
     def describe(self) -> str:
-        """One line for the run's log."""
-        return (f"merger: disk on {self.device} (mergekit run_merge into a scratch folder, loaded, scored and deleted "
-                "per candidate)")
+        return (
+            f"merger: disk on {self.device} (mergekit run_merge into a scratch folder, loaded, scored and deleted "
+            "per candidate)"
+        )
 
     @contextlib.contextmanager
     def merged(self, merge_config: MergeConfiguration, seed: int | None = None) -> Iterator[LoadedModel]:

@@ -13,14 +13,18 @@ from collections.abc import Callable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from mergekit_evo.config import parse_plugin_options
+from mergekit_evo.errors import parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 
 
 class Optimizer(ABC):
-    """Subclass, declare `Options` (a pydantic model), implement `ask` and `tell`.
+    """Subclass, declare `Options` (a pydantic model), implement `ask` and `tell`; register the class with
+    `register_optimizers`.
 
-    `n_objectives > 1` is offered only to optimizers with `multi_objective = True`; others get a weighted sum.
+    The run builds it once, with keywords only: `dim` genes in [0, 1]; `n_objectives` (more than 1 only for
+    optimizers with `multi_objective = True`; others get the weighted sum); the run's `seed`; `population`
+    candidates per `ask`; the user's `options` mapping (validated against `Options` here); `x0`, the genome's
+    start point; and `steps`, each gene's grid spacing in the unit cube (0 where continuous).
     """
 
     multi_objective = False
@@ -29,7 +33,14 @@ class Optimizer(ABC):
         model_config = ConfigDict(extra="forbid")
 
     def __init__(
-        self, dim: int, n_objectives: int, seed: int, population: int, options: dict, x0: np.ndarray,
+        self,
+        *,
+        dim: int,
+        n_objectives: int,
+        seed: int,
+        population: int,
+        options: dict,
+        x0: np.ndarray,
         steps: np.ndarray | None = None,
     ):
         self.dim = dim
@@ -61,8 +72,8 @@ class RandomSearch(Optimizer):
 
     multi_objective = True
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.rng = np.random.default_rng(self.seed)
         self.generation = 0
 

@@ -44,6 +44,13 @@ def write_front(store: RunStore, front: list[CandidateRecord], objective_names: 
     for r in front:
         name = f"candidate-{r.index:04d}.yaml"
         recipes[name] = r.merge_yaml
-        lines.append({"index": r.index, "objectives": dict(zip(objective_names, r.objectives)), "fitness": r.fitness,
-                      "genes": r.genes, "yaml": f"{RunStore.PARETO_DIR}/{name}"})
+        lines.append(
+            {
+                "index": r.index,
+                "objectives": dict(zip(objective_names, r.objectives)),
+                "fitness": r.fitness,
+                "genes": r.genes,
+                "yaml": f"{RunStore.PARETO_DIR}/{name}",
+            }
+        )
     store.write_pareto(recipes, lines)

@@ -10,7 +10,7 @@ from typing import Any
 import pluggy
 
 from mergekit_evo import hookspecs
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import UserError, close_matches
 
 GROUP = "mergekit_evo"
 KINDS = ("optimizers", "estimators", "task_backends", "mergers")
@@ -25,19 +25,47 @@ BUILTINS = (
 
 @dataclass
 class Registry:
-    """What the loaded plugins provide, by kind and name, and which distribution provided it."""
+    """What the loaded plugins provide, by kind and name, and which distribution provided it.
+
+    A name two distributions register is a conflict: `factories` and `providers` keep neither, `conflicts` keeps
+    both, and a config that uses the name is refused, naming both, until its `providers:` mapping (name ->
+    distribution) says which one to use. Nothing wins silently by load order.
+    """
 
     factories: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: {} for k in KINDS})
     providers: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    conflicts: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: {k: {} for k in KINDS})
     failed: dict[str, str] = field(default_factory=dict)
 
-    def get(self, kind: str, name: str, field_name: str):
-        from mergekit_evo.config import close_matches
+    def add(self, kind: str, name: str, factory: Any, provider: str) -> None:
+        if name in self.conflicts[kind]:
+            self.conflicts[kind][name][provider] = factory
+        elif name in self.factories[kind] and self.providers[kind][name] != provider:
+            first = self.providers[kind].pop(name)
+            self.conflicts[kind][name] = {first: self.factories[kind].pop(name), provider: factory}
+        else:
+            self.factories[kind][name] = factory
+            self.providers[kind][name] = provider
 
+    def names(self, kind: str) -> list[str]:
+        return sorted({*self.factories[kind], *self.conflicts[kind]})
+
+    def get(self, kind: str, name: str, field_name: str, prefer: dict[str, str] | None = None):
+        """The factory registered as `name`; `prefer` (the config's `providers:`) settles a conflict."""
+        if name in self.conflicts[kind]:
+            by = self.conflicts[kind][name]
+            chosen = (prefer or {}).get(name)
+            if chosen in by:
+                return by[chosen]
+            what = f"providers.{name}: {chosen!r} does not provide it" if chosen else field_name
+            raise UserError(
+                f"{what}: {kind[:-1].replace('_', ' ')} {name!r} is registered by {' and '.join(sorted(by))}; "
+                f"say which one in the config, e.g. `providers: {{{name}: {sorted(by)[0]}}}`, or uninstall one"
+            )
         if name not in self.factories[kind]:
             raise UserError(
                 f"{field_name}: no {kind[:-1].replace('_', ' ')} named {name!r} is installed; "
-                f"{close_matches(name, list(self.factories[kind]))}"
+                f"{close_matches(name, self.names(kind))}"
             )
         return self.factories[kind][name]
 
@@ -84,17 +112,16 @@ def registry(pm: pluggy.PluginManager | None = None) -> Registry:
             provider = _distribution_of(pm, impl.plugin)
 
             def register(name: str, factory, _kind=kind, _provider=provider) -> None:
-                reg.factories[_kind][name] = factory
-                reg.providers[_kind][name] = _provider
+                reg.add(_kind, name, factory, _provider)
 
             impl.function(register=register)
     return reg
 
 
 def check_plugin_names(config, reg: Registry) -> None:
-    """Refuse unknown optimizer/estimator/backend/merger names before any work starts."""
-    reg.get("optimizers", config.optimizer.name, "optimizer.name")
-    reg.get("estimators", config.estimator.name, "estimator.name")
-    reg.get("mergers", config.merger.name, "merger.name")
+    """Refuse unknown or ambiguous optimizer/estimator/backend/merger names before any work starts."""
+    reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
+    reg.get("estimators", config.estimator.name, "estimator.name", config.providers)
+    reg.get("mergers", config.merger.name, "merger.name", config.providers)
     for i, task in enumerate(config.tasks):
-        reg.get("task_backends", task.backend, f"tasks[{i}].backend")
+        reg.get("task_backends", task.backend, f"tasks[{i}].backend", config.providers)

@@ -25,8 +25,9 @@ def read_model_config(field: str, ref: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise UserError(f"{field}: {path} cannot be read as JSON ({type(e).__name__}); "
-                        "restore the model's config.json") from None
+        raise UserError(
+            f"{field}: {path} cannot be read as JSON ({type(e).__name__}); restore the model's config.json"
+        ) from None
     if not isinstance(data, dict):
         raise UserError(f"{field}: {path} is not a JSON object; restore the model's config.json")
     return data
@@ -60,8 +61,10 @@ def expected_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
     except Exception as e:  # an edited config.json fails in many ways inside transformers
-        raise UserError(f"{field}: transformers cannot build a model from {Path(ref) / 'config.json'} "
-                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); restore it") from None
+        raise UserError(
+            f"{field}: transformers cannot build a model from {Path(ref) / 'config.json'} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); restore it"
+        ) from None
     return {name: tuple(t.shape) for name, t in model.state_dict().items()}
 
 
@@ -75,8 +78,10 @@ def check_config_matches_weights(field: str, ref: str, shapes: dict[str, tuple[i
             )
     missing = [n for n in expected if n not in shapes and not n.endswith(("lm_head.weight", "rotary_emb.inv_freq"))]
     if missing:
-        raise UserError(f"{field}: config.json describes {missing[0]} (and {len(missing) - 1} more tensors), which "
-                        "its weights lack; restore the model's config.json")
+        raise UserError(
+            f"{field}: config.json describes {missing[0]} (and {len(missing) - 1} more tensors), which "
+            "its weights lack; restore the model's config.json"
+        )
 
 
 def check_inputs(config: EvolveConfig) -> None:
@@ -105,20 +110,28 @@ def check_inputs(config: EvolveConfig) -> None:
         first = _label(ref_field, ref_ref)
         for key in ("architectures", "model_type"):
             if model_config.get(key) != ref_config.get(key):
-                raise UserError(f"{field}: {key} is {model_config.get(key)} but {first} has {ref_config.get(key)}; "
-                                "mergekit merges models of one architecture")
+                raise UserError(
+                    f"{field}: {key} is {model_config.get(key)} but {first} has {ref_config.get(key)}; "
+                    "mergekit merges models of one architecture"
+                )
         layers, ref_layers = layer_count(model_config), layer_count(ref_config)
         if layers != ref_layers:
-            raise UserError(f"{field}: {Path(ref).name} has {layers} layers but {first} has {ref_layers}; the models "
-                            "of a merge share a layer count (mergekit's `slices` can stack other layouts)")
+            raise UserError(
+                f"{field}: {Path(ref).name} has {layers} layers but {first} has {ref_layers}; the models "
+                "of a merge share a layer count (mergekit's `slices` can stack other layouts)"
+            )
         if shapes is None or ref_shapes is None:
             continue
         for name, shape in shapes.items():
             if name in ref_shapes and ref_shapes[name] != shape:
-                raise UserError(f"{field}: {name} is {list(shape)} in {Path(ref).name} but {list(ref_shapes[name])} in "
-                                f"{first}; the models of a merge share tensor shapes")
+                raise UserError(
+                    f"{field}: {name} is {list(shape)} in {Path(ref).name} but {list(ref_shapes[name])} in "
+                    f"{first}; the models of a merge share tensor shapes"
+                )
         only_one = sorted((set(shapes) ^ set(ref_shapes)) - {"lm_head.weight"})
         if only_one:
             holder = Path(ref).name if only_one[0] in shapes else first
-            raise UserError(f"{field}: tensor {only_one[0]} is only in {holder} (and {len(only_one) - 1} more tensors "
-                            f"differ); the models of a merge share their tensors")
+            raise UserError(
+                f"{field}: tensor {only_one[0]} is only in {holder} (and {len(only_one) - 1} more tensors "
+                f"differ); the models of a merge share their tensors"
+            )

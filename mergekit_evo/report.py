@@ -63,8 +63,11 @@ def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
     best = result.best
     if best is not None:
         rule = "" if config.best_by == "weighted" else f", best by {config.best_by}"
-        chosen = {"fitness": best.fitness, "tasks": {t: best.tasks[t]["estimate"] for t in tasks},
-                  **{k: v for k, v in (result.best_scores or {}).items() if k in ("validation", "heldout")}}
+        chosen = {
+            "fitness": best.fitness,
+            "tasks": {t: best.tasks[t]["estimate"] for t in tasks},
+            **{k: v for k, v in (result.best_scores or {}).items() if k in ("validation", "heldout")},
+        }
         rows.append(row(f"**chosen merge** (candidate {best.index}{rule})", chosen))
     return rows
 
@@ -73,8 +76,13 @@ def finalists_table(result: RunResult, config: EvolveConfig) -> list[str]:
     if not result.finalists:
         return []
     rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
-    lines = [f"The top {len(result.finalists)} candidates by search {rule}, scored on the validation items; the best "
-             "there is the chosen merge:", "", f"| candidate | search {rule} | validation {rule} |", "| --- | --- | --- |"]
+    lines = [
+        f"The top {len(result.finalists)} candidates by search {rule}, scored on the validation items; the best "
+        "there is the chosen merge:",
+        "",
+        f"| candidate | search {rule} | validation {rule} |",
+        "| --- | --- | --- |",
+    ]
     for f in result.finalists:
         mark = " (chosen)" if result.best is not None and f["index"] == result.best.index else ""
         lines.append(f"| {f['index']}{mark} | {f['search']:.4f} | {f['validation_fitness']:.4f} |")
@@ -84,22 +92,32 @@ def finalists_table(result: RunResult, config: EvolveConfig) -> list[str]:
 def comparison_table(result: RunResult) -> list[str]:
     if not result.comparisons:
         return []
-    lines = ["Held-out items, the chosen merge against each model, paired by item: the mean difference in accuracy "
-             "(chosen minus other) with its 95% bootstrap interval, and the exact McNemar p-value (0/1 scores):", "",
-             "| against | task | items | difference | 95% interval | McNemar p |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "Held-out items, the chosen merge against each model, paired by item: the mean difference in accuracy "
+        "(chosen minus other) with its 95% bootstrap interval, and the exact McNemar p-value (0/1 scores):",
+        "",
+        "| against | task | items | difference | 95% interval | McNemar p |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for other, by_task in result.comparisons.items():
         for task, c in by_task.items():
-            lines.append(f"| {other} | {task} | {c['n']} | {c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] "
-                         f"| {_p(c['p_mcnemar'])} |")
+            lines.append(
+                f"| {other} | {task} | {c['n']} | {c['difference']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] "
+                f"| {_p(c['p_mcnemar'])} |"
+            )
     return lines
 
 
 def report(result: RunResult, config: EvolveConfig) -> str:
     """The whole report.md."""
     n_ok = sum(r.ok for r in result.records)
-    lines = [f"# mergekit-evo run {result.run_dir.name}", "",
-             f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
-             f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.", ""]
+    lines = [
+        f"# mergekit-evo run {result.run_dir.name}",
+        "",
+        f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
+        f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.",
+        "",
+    ]
     if result.warning:
         lines += [f"**{result.warning}**", ""]
     lines += score_table(result, config)
@@ -112,14 +130,26 @@ def report(result: RunResult, config: EvolveConfig) -> str:
     if result.pareto:
         names = config.objective_names()
         size = f"{len(result.pareto)} candidates" if len(result.pareto) > 1 else "1 candidate"
-        lines += ["", f"Pareto front ({size} no other beats on every objective; recipes in `pareto/`):", "",
-                  "| candidate | " + " | ".join(names) + " | weighted fitness |",
-                  "|" + " --- |" * (len(names) + 2)]
-        lines += [f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
-                  for r in result.pareto]
+        lines += [
+            "",
+            f"Pareto front ({size} no other beats on every objective; recipes in `pareto/`):",
+            "",
+            "| candidate | " + " | ".join(names) + " | weighted fitness |",
+            "|" + " --- |" * (len(names) + 2),
+        ]
+        lines += [
+            f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
+            for r in result.pareto
+        ]
     best = result.best
     if best is not None:
-        lines += ["", "Chosen recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
-                  f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):", "", "```yaml",
-                  best.merge_yaml.rstrip(), "```"]
+        lines += [
+            "",
+            "Chosen recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
+            f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):",
+            "",
+            "```yaml",
+            best.merge_yaml.rstrip(),
+            "```",
+        ]
     return "\n".join(lines) + "\n"

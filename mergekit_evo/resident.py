@@ -8,123 +8,55 @@ differ: the source tensors come from a cache filled once by mergekit's own `Load
 become the resident model's parameters instead of being written to safetensors. So a candidate's tensors equal
 those of `mergekit-yaml` on its YAML (tested bitwise, DARE and DELLA included under the same seed).
 
-Before anything is loaded the merger plans its memory (sources + one output model + working space for the largest
-tensor group) against the device's free memory and the user's `max_memory`; a plan that cannot fit falls back to
-the `disk` merger with a message, or is refused (`fallback: error`).
+Before anything is loaded the merger plans its memory (`memory.plan_memory`) against the device's free memory and
+the user's `max_memory`; a plan that cannot fit falls back to the `disk` merger with a message, or is refused
+(`fallback: error`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import BaseModel, ByteSize, ConfigDict, Field
 from tqdm import tqdm
 
-from mergekit_evo.config import parse_plugin_options
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.merging import DiskMerger, LoadedModel, load_model, merge_options, resolve_device
+from mergekit_evo.memory import plan_memory
+from mergekit_evo.merging import (
+    DiskMerger,
+    LoadedModel,
+    Merger,
+    load_model,
+    merge_options,
+    resolve_device,
+)
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+if TYPE_CHECKING:
+    from mergekit_evo.config import EvolveConfig
 
 
 class ResidentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device: str = Field("auto", description="where sources and the merged model live: auto (cuda if present), cpu, cuda, cuda:1")
+    device: str = Field(
+        "auto", description="where sources and the merged model live: auto (cuda if present), cpu, cuda, cuda:1"
+    )
     max_memory: ByteSize | None = Field(None, description="a cap below the device's free memory, e.g. 12GB or 512MiB")
-    fallback: Literal["disk", "error"] = Field("disk", description="when the plan does not fit: merge on disk, or refuse")
+    fallback: Literal["disk", "error"] = Field(
+        "disk", description="when the plan does not fit: merge on disk, or refuse"
+    )
 
 
-@dataclass(frozen=True)
-class MemoryPlan:
-    """Bytes the resident merger needs on its device, and what it may use there."""
-
-    sources: int
-    output: int
-    working: int
-    available: int
-    limit: str  # what bounds `available`: the device's free memory or the user's max_memory
-
-    @property
-    def needed(self) -> int:
-        return self.sources + self.output + self.working
-
-    @property
-    def fits(self) -> bool:
-        return self.needed <= self.available
-
-    def describe(self) -> str:
-        return (
-            f"needs {human_bytes(self.needed)} (sources {human_bytes(self.sources)}, merged model "
-            f"{human_bytes(self.output)}, working space {human_bytes(self.working)}); "
-            f"{human_bytes(self.available)} available ({self.limit})"
-        )
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-def free_memory(device: str) -> int:
-    if device.startswith("cuda"):
-        free, _total = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def tensor_sizes(model_dir: Path, dtype: str | None) -> list[int]:
-    """Bytes of each tensor of a saved model at the merge dtype, read from safetensors headers (nothing is loaded)."""
-    target = torch.tensor([], dtype=getattr(torch, dtype)).element_size() if dtype else None
-    sizes: list[int] = []
-    files = sorted(Path(model_dir).glob("*.safetensors"))
-    for path in files:
-        with path.open("rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = 1
-            for d in info["shape"]:
-                count *= d
-            floating = info["dtype"] in ("F64", "F32", "F16", "BF16")
-            sizes.append(count * (target if target and floating else _DTYPE_BYTES.get(info["dtype"], 4)))
-    if not files:  # pytorch_model*.bin and other formats: their file sizes are the best cheap estimate
-        sizes = [p.stat().st_size for p in Path(model_dir).glob("*.bin")]
-    return sizes
-
-
-def plan_memory(refs: list[str], dtype: str | None, device: str, max_memory: int | None) -> MemoryPlan:
-    """What merging `refs` (the input models, base included) in memory needs, against what the device offers."""
-    per_model = [tensor_sizes(Path(ref), dtype) for ref in refs]
-    sources = sum(sum(s) for s in per_model)
-    output = max((sum(s) for s in per_model), default=0)
-    largest = max((max(s, default=0) for s in per_model), default=0)
-    # a tensor group: every input, promoted to float32 at worst, plus the delta and result mergekit computes
-    working = largest * (len(refs) + 3) * 2
-    available, limit = free_memory(device), f"free memory on {device}"
-    if max_memory is not None and max_memory < available:
-        available, limit = int(max_memory), "merger.options.max_memory"
-    return MemoryPlan(sources, output, working, available, limit)
-
-
-class ResidentMerger:
+class ResidentMerger(Merger):
     """In memory: sources loaded once, each candidate merged by mergekit's own tasks into one resident model."""
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, *, config: EvolveConfig):
+        super().__init__(config=config)
         self.options: ResidentOptions = parse_plugin_options(ResidentOptions, config.merger.options, "merger.options")
         self.device = resolve_device(self.options.device)
         refs = config.input_refs()
@@ -139,7 +71,7 @@ class ResidentMerger:
                 )
             # the merged model alone may still fit where all the sources do not: then it is scored on the device
             scored_fits = self.plan.output + self.plan.working <= self.plan.available
-            self.fallback = DiskMerger(config, device=self.device if scored_fits else "cpu")
+            self.fallback = DiskMerger(config=config, device=self.device if scored_fits else "cpu")
         self._sources: dict = {}  # mergekit LoadTensor task -> tensor on self.device, filled on first use
         self._source_storages: set[int] = set()  # their storages, which the resident model must never share
         self._model = None
@@ -155,8 +87,10 @@ class ResidentMerger:
     def describe(self) -> str:
         """One line for the run's log: where candidates are merged, and why."""
         if self.fallback is not None:
-            return (f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead, on "
-                    f"{self.fallback.device}")
+            return (
+                f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead, on "
+                f"{self.fallback.device}"
+            )
         memory = f", {self.plan.describe()}" if self.plan else ""
         return f"merger: resident on {self.device}{memory}"
 
@@ -239,7 +173,9 @@ class ResidentMerger:
 
         merge_config = merge_config.model_copy(deep=True)  # the planner rewrites it in place
         if merge_config.tokenizer_source or merge_config.tokenizer:
-            raise UserError("merger: the resident merger keeps the base tokenizer; recipes that merge tokenizers need `merger: disk`")
+            raise UserError(
+                "merger: the resident merger keeps the base tokenizer; recipes that merge tokenizers need `merger: disk`"
+            )
         options = merge_options(seed, self.device)
         LoaderCache().setup(options=options)
         arch_info, out_config = self._architecture(merge_config, options)

@@ -9,8 +9,9 @@ it again, and the estimator can keep what it fitted beside it (`estimator/NAME.j
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -20,38 +21,57 @@ from mergekit_evo.runs import RunStore
 Scores = dict[str, np.ndarray]  # task name -> one score per item of its search split, in item order
 
 
-class ResponseSource(Protocol):
-    """What `Estimator.prepare` may ask of the run."""
+class ResponseSource(ABC):
+    """What `Estimator.prepare` may ask of the run: whole-item-set scores of input models and of merges.
 
-    item_ids: dict[str, list[str]]  # the search items of each task, in order
-    dim: int  # genome dimension: merges are asked for as points of [0,1]^dim
+    Attributes: `item_ids`, the search items of each task in order; `dim`, the genome's dimension (merges are
+    asked for as points of [0, 1]^dim); `seed`, the run's seed.
+    """
+
+    item_ids: dict[str, list[str]]
+    dim: int
     seed: int
 
+    @abstractmethod
     def endpoints(self) -> dict[str, Scores]:
         """Every input model (base included) on every search item, by model reference."""
 
+    @abstractmethod
     def merges(self, points: np.ndarray) -> list[Scores | None]:
         """Merges at these genome points on every search item; None where a merge or its scoring failed."""
 
+    @abstractmethod
     def load(self, name: str) -> Any:
         """What the estimator saved under `name` in this run, or None."""
 
+    @abstractmethod
     def save(self, name: str, data: Any) -> None:
         """Keep JSON-able `data` with the run (atomically), for a resumed run to `load`."""
 
-    def log(self, message: str) -> None: ...
+    @abstractmethod
+    def log(self, message: str) -> None:
+        """A line for the run's log."""
 
 
 def point_key(x: np.ndarray) -> str:
     return "merge:" + json.dumps([round(float(v), 6) for v in x])
 
 
-class RunResponses:
+class RunResponses(ResponseSource):
     """`ResponseSource` over a run: scores through the run's merger and task backends, cached in its directory."""
 
-    def __init__(self, store: RunStore, item_ids: dict[str, list[str]], dim: int, seed: int,
-                 score_source: Callable[[str], Scores], score_point: Callable[[np.ndarray], Scores],
-                 refs: list[str], log: Callable[[str], None] = print, progress: bool = True):
+    def __init__(
+        self,
+        store: RunStore,
+        item_ids: dict[str, list[str]],
+        dim: int,
+        seed: int,
+        score_source: Callable[[str], Scores],
+        score_point: Callable[[np.ndarray], Scores],
+        refs: list[str],
+        log: Callable[[str], None] = print,
+        progress: bool = True,
+    ):
         self.store = store
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
         self._score_source, self._score_point, self._refs = score_source, score_point, refs
@@ -109,14 +129,20 @@ class RunResponses:
         self.store.save_estimator_state(name, data)
 
 
-class StaticResponses:
+class StaticResponses(ResponseSource):
     """`ResponseSource` outside a run: given endpoint scores and a function that scores a genome point.
 
     For benchmarks and tests of estimators; merges are scored on first request and remembered.
     """
 
-    def __init__(self, item_ids: dict[str, list[str]], dim: int, seed: int, endpoints: dict[str, Scores],
-                 score_point: Callable[[np.ndarray], Scores]):
+    def __init__(
+        self,
+        item_ids: dict[str, list[str]],
+        dim: int,
+        seed: int,
+        endpoints: dict[str, Scores],
+        score_point: Callable[[np.ndarray], Scores],
+    ):
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
         self._endpoints, self._score_point = endpoints, score_point
         self._merges: dict[str, Scores] = {}

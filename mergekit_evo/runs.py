@@ -35,7 +35,15 @@ import yaml
 
 from mergekit_evo.config import EvolveConfig, parse_config
 from mergekit_evo.errors import UserError
-from mergekit_evo.files import BadLine, LogRead, append_jsonl, cut_torn_tail, disk_errors, read_jsonl, write_atomically
+from mergekit_evo.files import (
+    BadLine,
+    LogRead,
+    append_jsonl,
+    cut_torn_tail,
+    disk_errors,
+    read_jsonl,
+    write_atomically,
+)
 from mergekit_evo.runlock import RunLock
 
 RECORD_FORMAT = 1  # written into each candidate record; readers keep unknown keys out and default missing optional ones
@@ -150,8 +158,9 @@ class RunStore:
     # -------------------------------------------------------------------------------- creation, opening, locking
 
     @classmethod
-    def create(cls, path: Path, config: EvolveConfig, fingerprint: dict,
-               log: Callable[[str], None] | None = None) -> RunStore:
+    def create(
+        cls, path: Path, config: EvolveConfig, fingerprint: dict, log: Callable[[str], None] | None = None
+    ) -> RunStore:
         """A new run in `path` (created if needed), locked; refused if the folder already holds any part of a run."""
         path = Path(path)
         store = cls(path, log)
@@ -182,8 +191,10 @@ class RunStore:
             if self.file(self.LOCK).exists():
                 self.check_not_in_use()  # a live run: say who holds it rather than to resume it
             held = parts[0] + (f" and {len(parts) - 1} more" if len(parts) > 1 else "")
-            raise UserError(f"{self.path} already holds a run ({held}); continue it with "
-                            f"`mergekit-evo resume {self.path}`, or give `run` a new run directory")
+            raise UserError(
+                f"{self.path} already holds a run ({held}); continue it with "
+                f"`mergekit-evo resume {self.path}`, or give `run` a new run directory"
+            )
 
     @classmethod
     def open(cls, path: Path, log: Callable[[str], None] | None = None) -> tuple[RunStore, EvolveConfig]:
@@ -192,8 +203,7 @@ class RunStore:
         store = cls(path, log)
         config_path = store.file(cls.CONFIG)
         if not config_path.is_file():
-            what = ("does not exist" if not path.exists() else "is a file" if not path.is_dir()
-                    else "has no config.yaml")
+            what = "does not exist" if not path.exists() else "is a file" if not path.is_dir() else "has no config.yaml"
             raise UserError(f"{path} is not a run directory ({what}); start a run with `mergekit-evo run CONFIG`")
         try:
             data = yaml.safe_load(config_path.read_text())
@@ -245,8 +255,9 @@ class RunStore:
     def _report(self, path: Path, bad: BadLine) -> None:
         if (path.name, bad.number) not in self._reported:
             self._reported.add((path.name, bad.number))
-            self.log(f"{path.name}:{bad.number}: skipped a line that cannot be read ({bad.reason}); "
-                     "it stays in the file")
+            self.log(
+                f"{path.name}:{bad.number}: skipped a line that cannot be read ({bad.reason}); it stays in the file"
+            )
 
     def read_records(self) -> LogRead[CandidateRecord]:
         return self.read_log(self.candidates_path, CandidateRecord.from_row)

@@ -17,18 +17,22 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.fingerprint import changes, run_fingerprint
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.baselines import configured_baselines
-from mergekit_evo.genome import model_label
+from mergekit_evo.genome import GenomeSpace, model_label
 from mergekit_evo.merging import LoadedModel, parse_merge_config
-from mergekit_evo.plugins import Registry, check_plugin_names, get_plugin_manager, registry
 from mergekit_evo.pareto import pareto_front, write_front
+from mergekit_evo.plugins import (
+    Registry,
+    check_plugin_names,
+    get_plugin_manager,
+    registry,
+)
 from mergekit_evo.preflight import check_inputs
-from mergekit_evo.responses import RunResponses
 from mergekit_evo.report import report
+from mergekit_evo.responses import RunResponses
 from mergekit_evo.runs import CandidateRecord, RunStore, best_record, ranked, score_by
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
@@ -53,7 +57,9 @@ class RunResult:
 class Evolution:
     """One run, bound to its run directory. Build with `Evolution.start` or `Evolution.resume`."""
 
-    def __init__(self, config: EvolveConfig, store: RunStore, reg: Registry | None = None, log: Callable[[str], None] = print):
+    def __init__(
+        self, config: EvolveConfig, store: RunStore, reg: Registry | None = None, log: Callable[[str], None] = print
+    ):
         self.config = config
         self.store = store
         self.log = log
@@ -65,20 +71,27 @@ class Evolution:
         if self.genome.dim == 0:
             raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
         self.baselines = configured_baselines(config, self.genome)
-        self.tasks = {t.name: with_validation(self.reg.get("task_backends", t.backend, "tasks")(t), config.seed)
-                      for t in config.tasks}
-        for i, (name, task) in enumerate(self.tasks.items()):
+        self.tasks = {
+            t.name: with_validation(
+                self.reg.get("task_backends", t.backend, "tasks", config.providers)(config=t), config.seed
+            )
+            for t in config.tasks
+        }
+        for i, task in enumerate(self.tasks.values()):
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
-                raise UserError(f"tasks[{i}].validation_items: the {config.tasks[i].backend} backend does not read "
-                                "validation items; hold back a share of the search items instead (validation: 0.2)")
+                raise UserError(
+                    f"tasks[{i}].validation_items: the {config.tasks[i].backend} backend does not read "
+                    "validation items; hold back a share of the search items instead (validation: 0.2)"
+                )
         self.weights = {t.name: t.weight for t in config.tasks}
         if sum(self.weights.values()) <= 0:
             raise UserError("tasks: at least one task needs a weight above 0")
-        self.estimator = self.reg.get("estimators", config.estimator.name, "estimator.name")(config.estimator.options, config.seed)
+        estimator_cls = self.reg.get("estimators", config.estimator.name, "estimator.name", config.providers)
+        self.estimator = estimator_cls(options=config.estimator.options, seed=config.seed)
         for name, task in self.tasks.items():
             self.estimator.check(name, len(task.item_ids))
-        self.merger = self.reg.get("mergers", config.merger.name, "merger.name")(config)
-        optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name")
+        self.merger = self.reg.get("mergers", config.merger.name, "merger.name", config.providers)(config=config)
+        optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
         n_objectives = len(config.objective_names())
         if n_objectives > 1 and not optimizer_cls.multi_objective:
             raise UserError(
@@ -139,16 +152,26 @@ class Evolution:
 
     def _select_items(self, progress: bool) -> None:
         """Prepare the estimator, then draw the items per task once; a resumed run checks it draws the same ones."""
-        self.estimator.prepare(RunResponses(
-            self.store, {n: t.item_ids for n, t in self.tasks.items()}, self.genome.dim, self.config.seed,
-            score_source=self._score_source_fully, score_point=self._score_point_fully, log=self.log,
-            progress=progress, refs=self.config.input_refs(),
-        ))
+        self.estimator.prepare(
+            RunResponses(
+                self.store,
+                {n: t.item_ids for n, t in self.tasks.items()},
+                self.genome.dim,
+                self.config.seed,
+                score_source=self._score_source_fully,
+                score_point=self._score_point_fully,
+                log=self.log,
+                progress=progress,
+                refs=self.config.input_refs(),
+            )
+        )
         selection = {
             name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
         }
-        chosen = {name: {"indices": idx, "item_ids": [self.tasks[name].item_ids[i] for i in idx]}
-                  for name, idx in selection.items()}
+        chosen = {
+            name: {"indices": idx, "item_ids": [self.tasks[name].item_ids[i] for i in idx]}
+            for name, idx in selection.items()
+        }
         for name, task in self.tasks.items():
             if isinstance(task, HeldBack):
                 chosen[name]["validation_ids"] = task.validation_ids
@@ -157,13 +180,17 @@ class Evolution:
             self.store.write_json(RunStore.SELECTION, chosen)
         elif saved != chosen:
             changed = sorted(n for n in set(saved) | set(chosen) if saved.get(n) != chosen.get(n))
-            raise UserError(f"{self.store.path}: the items scored for {', '.join(changed)} differ from those the run "
-                            "started with; put the item files back, or start a new run")
+            raise UserError(
+                f"{self.store.path}: the items scored for {', '.join(changed)} differ from those the run "
+                "started with; put the item files back, or start a new run"
+            )
         self.selection = selection
 
     def _score_fully(self, model: LoadedModel) -> dict[str, np.ndarray]:
-        return {name: np.asarray(task.score(model, range(len(task.item_ids))), dtype=float)
-                for name, task in self.tasks.items()}
+        return {
+            name: np.asarray(task.score(model, range(len(task.item_ids))), dtype=float)
+            for name, task in self.tasks.items()
+        }
 
     def _score_source_fully(self, ref: str) -> dict[str, np.ndarray]:
         with self.merger.source(ref) as model:
@@ -213,34 +240,60 @@ class Evolution:
         """A model as the report compares it: search estimates and fitness, validation and held-out per item."""
         tasks = self._score(model)
         _, fitness = self._objectives(tasks)
-        return {"fitness": fitness, "tasks": {n: t["estimate"] for n, t in tasks.items()},
-                **summarize(self._full_scores(model))}
+        return {
+            "fitness": fitness,
+            "tasks": {n: t["estimate"] for n, t in tasks.items()},
+            **summarize(self._full_scores(model)),
+        }
 
     def _candidate_seed(self, index: int) -> int:
         return zlib.crc32(f"{self.config.seed}:{index}".encode())
 
-    def evaluate(self, x: np.ndarray, index: int, generation: int, member: int, done: dict[str, CandidateRecord]) -> CandidateRecord:
+    def evaluate(
+        self, x: np.ndarray, index: int, generation: int, member: int, done: dict[str, CandidateRecord]
+    ) -> CandidateRecord:
         merge_yaml = self.genome.to_yaml(x)
         common = dict(
-            index=index, generation=generation, member=member, genome=[float(v) for v in x],
-            genes=self.genome.values(x), merge_yaml=merge_yaml, seed=self._candidate_seed(index),
-            device=getattr(self.merger, "merge_device", "cpu"),
+            index=index,
+            generation=generation,
+            member=member,
+            genome=[float(v) for v in x],
+            genes=self.genome.values(x),
+            merge_yaml=merge_yaml,
+            seed=self._candidate_seed(index),
+            device=self.merger.merge_device,
         )
         twin = done.get(merge_yaml)
         if twin is not None and twin.ok:  # the twin's tensors were scored: its seed and device reproduce them
             common.update(seed=twin.seed, device=twin.device)
-            return CandidateRecord(**common, status="ok", objectives=twin.objectives, fitness=twin.fitness,
-                                   tasks=twin.tasks, cached_from=twin.index)
+            return CandidateRecord(
+                **common,
+                status="ok",
+                objectives=twin.objectives,
+                fitness=twin.fitness,
+                tasks=twin.tasks,
+                cached_from=twin.index,
+            )
         started = time.perf_counter()
         try:
             with self.merger.merged(self.genome.to_merge_config(x), seed=common["seed"]) as model:
                 tasks = self._score(model)
             objectives, fitness = self._objectives(tasks)
-            return CandidateRecord(**common, status="ok", objectives=objectives, fitness=fitness, tasks=tasks,
-                                   seconds=round(time.perf_counter() - started, 3))
+            return CandidateRecord(
+                **common,
+                status="ok",
+                objectives=objectives,
+                fitness=fitness,
+                tasks=tasks,
+                seconds=round(time.perf_counter() - started, 3),
+            )
         except Exception as e:  # a broken candidate is data, not a crash
-            return CandidateRecord(**common, status="failed", error=f"{type(e).__name__}: {e}",
-                                   seconds=round(time.perf_counter() - started, 3))
+            return CandidateRecord(
+                **common,
+                status="failed",
+                error=f"{type(e).__name__}: {e}",
+                seconds=round(time.perf_counter() - started, 3),
+            )
 
     # ------------------------------------------------------------------------------ parents
 
@@ -295,9 +348,7 @@ class Evolution:
             self.close()
 
     def _run(self, progress: bool) -> RunResult:
-        describe = getattr(self.merger, "describe", None)
-        if describe is not None:
-            self.log(describe())
+        self.log(self.merger.describe())
         self._select_items(progress)
         parents = self.score_parents()
         recorded = self.store.read_records()
@@ -308,8 +359,12 @@ class Evolution:
         checkpoint = self.store.latest_checkpoint()
         if checkpoint is None:
             optimizer = self.optimizer_cls(
-                self.genome.dim, len(self.config.objective_names()), self.config.seed,
-                self.config.optimizer.population, self.config.optimizer.options, self.genome.initial_point(),
+                dim=self.genome.dim,
+                n_objectives=len(self.config.objective_names()),
+                seed=self.config.seed,
+                population=self.config.optimizer.population,
+                options=self.config.optimizer.options,
+                x0=self.genome.initial_point(),
                 steps=self.genome.unit_steps(),
             )
             generation, elapsed = 0, 0.0
@@ -351,7 +406,8 @@ class Evolution:
             generation += 1
             self.store.save_checkpoint(generation, {"optimizer": optimizer, "elapsed": time.perf_counter() - started})
             self.pm.hook.on_generation_end(
-                generation=generation - 1, records=[by_position[(generation - 1, m)] for m in range(len(xs))],
+                generation=generation - 1,
+                records=[by_position[(generation - 1, m)] for m in range(len(xs))],
                 run_dir=self.store.path,
             )
         return self.finish(records, parents)
@@ -385,8 +441,14 @@ class Evolution:
                     cache[str(r.index)] = self._full_scores(model, ("validation",))["validation"]
                 self.store.write_json(RunStore.VALIDATION, cache)
             means = {n: float(np.mean(v)) for n, v in cache[str(r.index)].items()}
-            finalists.append({"index": r.index, "search": score_by(r, by), "validation": means,
-                              "validation_fitness": self._validation_fitness(r, means)})
+            finalists.append(
+                {
+                    "index": r.index,
+                    "search": score_by(r, by),
+                    "validation": means,
+                    "validation_fitness": self._validation_fitness(r, means),
+                }
+            )
         winner = max(finalists, key=lambda f: (f["validation_fitness"], f["search"], -f["index"]))
         return next(r for r in finalists_by_search if r.index == winner["index"]), finalists
 
@@ -424,8 +486,10 @@ class Evolution:
         label, theirs = max(scored.items(), key=lambda kv: kv[1])
         if mine >= theirs:
             return None
-        return (f"warning: on held-out items the chosen merge ({mine:.4f}) is below {label} ({theirs:.4f}); "
-                "the search may have overfit its items: try validation items, more items or a cheaper genome")
+        return (
+            f"warning: on held-out items the chosen merge ({mine:.4f}) is below {label} ({theirs:.4f}); "
+            "the search may have overfit its items: try validation items, more items or a cheaper genome"
+        )
 
     def finish(self, records: list[CandidateRecord], parents: dict[str, dict]) -> RunResult:
         best, finalists = self.choose(records)
@@ -449,8 +513,19 @@ class Evolution:
         if self.config.objectives == "separate":
             front = pareto_front(records)
             write_front(self.store, front, self.config.objective_names())
-        result = RunResult(self.store.path, best, parents, best_scores["heldout"] if best_scores else None, records,
-                           front, baselines, best_scores, finalists, comparisons, warning)
+        result = RunResult(
+            self.store.path,
+            best,
+            parents,
+            best_scores["heldout"] if best_scores else None,
+            records,
+            front,
+            baselines,
+            best_scores,
+            finalists,
+            comparisons,
+            warning,
+        )
         self.store.write_text(RunStore.REPORT, report(result, self.config))
         self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
         return result

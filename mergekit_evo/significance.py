@@ -46,8 +46,9 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> tuple[float, int, int]:
     return min(1.0, 2 * tail), a_only, b_only
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
-                     samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float, float]:
     """Mean of a - b over items, and the 2.5th and 97.5th percentiles of that mean over items resampled with
     replacement (the same resampled items for both models: that is what makes it paired)."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
@@ -55,8 +56,12 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, seed: int = 0,
         return 0.0, 0.0, 0.0
     rng = np.random.default_rng(seed)
     chunk = max(1, 2_000_000 // len(d))  # resample in chunks: a few MB at a time, whatever the item count
-    means = np.concatenate([d[rng.integers(0, len(d), size=(min(chunk, samples - start), len(d)))].mean(axis=1)
-                            for start in range(0, samples, chunk)])
+    means = np.concatenate(
+        [
+            d[rng.integers(0, len(d), size=(min(chunk, samples - start), len(d)))].mean(axis=1)
+            for start in range(0, samples, chunk)
+        ]
+    )
     low, high = np.percentile(means, [2.5, 97.5])
     return float(d.mean()), float(low), float(high)
 

@@ -16,21 +16,26 @@ from mergekit_evo.merging import LoadedModel
 
 
 class TaskBackend(ABC):
-    """One task of a run: a fixed, ordered list of search items, scored per item (1 = right, 0 = wrong).
+    """One task of a run: a fixed, ordered list of search items, scored per item (1 = right, 0 = wrong, or a
+    graded score in [0, 1]). Subclass and register the class with `register_task_backends`.
 
-    Estimators choose item indices into `item_ids`; a backend must score exactly those, in that order, so that
-    a cheap estimator really costs only the items it asks for.
+    The run builds one per task as `cls(config=task_config)` (a `TaskConfig`; backend-specific settings are in
+    `config.options`) before any model is loaded: refuse bad settings there with a `UserError`. Estimators choose
+    item indices into `item_ids`; a backend must score exactly those, in that order, so that a cheap estimator
+    really costs only the items it asks for.
     """
 
-    def __init__(self, config: TaskConfig):
+    def __init__(self, *, config: TaskConfig):
         self.config = config
 
     @property
     @abstractmethod
-    def item_ids(self) -> list[str]: ...
+    def item_ids(self) -> list[str]:
+        """The ids of the search items, in a fixed order."""
 
     @abstractmethod
-    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray: ...
+    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
+        """One score per item at `indices` (into `item_ids`), in that order."""
 
     def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
         """Scores on the held-out items, or None when the task has none."""
@@ -50,8 +55,8 @@ class TaskBackend(ABC):
 class NativeTask(TaskBackend):
     """JSONL items scored with plain transformers: multiple choice by log-likelihood, or greedy exact match."""
 
-    def __init__(self, config: TaskConfig):
-        super().__init__(config)
+    def __init__(self, *, config: TaskConfig):
+        super().__init__(config=config)
         if config.items is None:
             raise UserError(f"tasks.{config.name}.items: the native backend needs a JSONL file of items")
         self.items = read_items(config.items, config.mode)

@@ -47,7 +47,9 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
     if not 0 < keep < len(records):
         raise ValueError(f"keep must be between 1 and {len(records) - 1}")
     kept = records[:keep]
-    store.candidates_path.write_text("".join(line + "\n" for line in store.candidates_path.read_text().splitlines()[:keep]))
+    store.candidates_path.write_text(
+        "".join(line + "\n" for line in store.candidates_path.read_text().splitlines()[:keep])
+    )
     for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*.pkl"):  # killed before the next generation's one
         if int(checkpoint.stem.split("-")[1]) > kept[-1].generation:
             checkpoint.unlink()
@@ -77,13 +79,17 @@ def distance_objective(dim: int, seed: int, n_objectives: int = 1):
     return lambda x: -((np.asarray(x)[None, :] - targets) ** 2).sum(axis=1)
 
 
-def final_best(optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 8, options: dict | None = None) -> float:
+def final_best(
+    optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 8, options: dict | None = None
+) -> float:
     """The best value an optimizer finds on `distance_objective` within the budget: one number to compare."""
     import numpy as np
 
     from mergekit_evo.optimizers import maximize
 
-    optimizer = optimizer_cls(dim, 1, seed, population, options or {}, np.full(dim, 0.5))
+    optimizer = optimizer_cls(
+        dim=dim, n_objectives=1, seed=seed, population=population, options=options or {}, x0=np.full(dim, 0.5)
+    )
     return maximize(optimizer, distance_objective(dim, seed), evaluations)[-1]
 
 
@@ -106,8 +112,9 @@ def hypervolume_2d(points, reference=(-2.0, -2.0)) -> float:
     return float(area)
 
 
-def front_quality(optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 16,
-                  options: dict | None = None) -> float:
+def front_quality(
+    optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 16, options: dict | None = None
+) -> float:
     """The hypervolume of every point an optimizer tried on the two-objective `distance_objective`, as a share of
     the box between the two targets' extremes (reference point: each objective's value at the other's optimum).
     """
@@ -125,7 +132,10 @@ def front_quality(optimizer_cls, dim: int, evaluations: int, seed: int, populati
         seen.append(value)
         return value
 
-    maximize(optimizer_cls(dim, 2, seed, population, options or {}, np.full(dim, 0.5)), record, evaluations)
+    optimizer = optimizer_cls(
+        dim=dim, n_objectives=2, seed=seed, population=population, options=options or {}, x0=np.full(dim, 0.5)
+    )
+    maximize(optimizer, record, evaluations)
     return hypervolume_2d(seen, (-extent, -extent)) / extent**2
 
 

@@ -23,13 +23,15 @@ class HeldBack(TaskBackend):
     """A task whose search items lack a seeded share, which becomes its validation items."""
 
     def __init__(self, inner: TaskBackend, share: float, seed: int):
-        super().__init__(inner.config)
+        super().__init__(config=inner.config)
         self.inner = inner
         ids = inner.item_ids
         n_validation = int(round(share * len(ids)))
         if not 1 <= n_validation < len(ids):
-            raise UserError(f"tasks.{inner.config.name}.validation: {share} of {len(ids)} search items leaves no "
-                            "validation or no search items; use a share that holds back at least one item of each")
+            raise UserError(
+                f"tasks.{inner.config.name}.validation: {share} of {len(ids)} search items leaves no "
+                "validation or no search items; use a share that holds back at least one item of each"
+            )
         rng = np.random.default_rng([seed, zlib.crc32(inner.config.name.encode())])
         held = set(int(i) for i in rng.choice(len(ids), size=n_validation, replace=False))
         self.validation_positions = sorted(held)

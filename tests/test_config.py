@@ -24,14 +24,24 @@ BAD = [
     ("unknown top-level key", lambda d, w: d.update(populaton=4), ["populaton", "unknown key"]),
     ("wrong type", lambda d, w: d.update(seed="abc"), ["seed"]),
     ("missing tasks", lambda d, w: d.pop("tasks"), ["tasks", "required"]),
-    ("missing model", lambda d, w: d["models"].append(str(w / "models" / "nope")), ["models[2]", "not a local model folder"]),
+    (
+        "missing model",
+        lambda d, w: d["models"].append(str(w / "models" / "nope")),
+        ["models[2]", "not a local model folder"],
+    ),
     ("unknown merge method", lambda d, w: d.update(merge_method="tie"), ["merge_method", "did you mean ties"]),
-    ("parameter the method does not take",
-     lambda d, w: d["genome"]["parameters"].update(density={"min": 0, "max": 1}) or d.update(merge_method="linear"),
-     ["genome.parameters.density", "linear takes no parameter"]),
+    (
+        "parameter the method does not take",
+        lambda d, w: d["genome"]["parameters"].update(density={"min": 0, "max": 1}) or d.update(merge_method="linear"),
+        ["genome.parameters.density", "linear takes no parameter"],
+    ),
     ("required parameter missing", lambda d, w: d["genome"].update(parameters={}), ["needs weight"]),
     ("base model missing", lambda d, w: d.update(base_model=None), ["base_model", "needs a base model"]),
-    ("bounds upside down", lambda d, w: d["genome"]["parameters"].update(weight={"min": 1, "max": 0}), ["weight", "max"]),
+    (
+        "bounds upside down",
+        lambda d, w: d["genome"]["parameters"].update(weight={"min": 1, "max": 0}),
+        ["weight", "max"],
+    ),
     ("unknown key in a task", lambda d, w: d["tasks"][0].update(itmes="x.jsonl"), ["tasks.0.itmes", "unknown key"]),
     ("unknown mode", lambda d, w: d["tasks"][0].update(mode="chat"), ["tasks.0.mode"]),
     ("negative budget", lambda d, w: d["budget"].update(max_evaluations=-1), ["budget.max_evaluations"]),
@@ -154,7 +164,16 @@ def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_p
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["tiny-cross-skill.yaml", "tiny-task-arithmetic.yaml", "tiny-dare-ties-subsample.yaml", "tiny-pareto-nsga2.yaml", "tiny-lm-eval.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tiny-cross-skill.yaml",
+        "tiny-task-arithmetic.yaml",
+        "tiny-dare-ties-subsample.yaml",
+        "tiny-pareto-nsga2.yaml",
+        "tiny-lm-eval.yaml",
+    ],
+)
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 

@@ -20,12 +20,15 @@ from mergekit_evo.tiny_world import task_file
 # ------------------------------------------------------------------------------------------ the statistics
 
 
-@pytest.mark.parametrize("a_only, b_only, expected", [
-    (8, 2, 2 * (1 + 10 + 45) / 2**10),  # 2 * P(X <= 2), X ~ Binomial(10, 1/2)
-    (5, 0, 2 / 2**5),
-    (3, 3, 1.0),  # the doubled tail passes 1 and is capped
-    (0, 0, 1.0),  # no discordant item: nothing to tell them apart
-])
+@pytest.mark.parametrize(
+    "a_only, b_only, expected",
+    [
+        (8, 2, 2 * (1 + 10 + 45) / 2**10),  # 2 * P(X <= 2), X ~ Binomial(10, 1/2)
+        (5, 0, 2 / 2**5),
+        (3, 3, 1.0),  # the doubled tail passes 1 and is capped
+        (0, 0, 1.0),  # no discordant item: nothing to tell them apart
+    ],
+)
 def test_exact_mcnemar_matches_the_binomial_tail_by_hand(a_only, b_only, expected):
     both, neither = 7, 4  # concordant items change nothing
     a = np.array([1] * a_only + [0] * b_only + [1] * both + [0] * neither)
@@ -94,11 +97,13 @@ def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_paren
 
 
 def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_the_run(tiny_world, tmp_path):
-    recipe = {"merge_method": "task_arithmetic", "base_model": str(tiny_world / "models" / "base"),
-              "models": [{"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.7}}],
-              "dtype": "float32"}
-    config = _config(tiny_world, baselines=[{"name": "math only", "recipe": recipe}],
-                     budget={"max_evaluations": 4})
+    recipe = {
+        "merge_method": "task_arithmetic",
+        "base_model": str(tiny_world / "models" / "base"),
+        "models": [{"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.7}}],
+        "dtype": "float32",
+    }
+    config = _config(tiny_world, baselines=[{"name": "math only", "recipe": recipe}], budget={"max_evaluations": 4})
     result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
     assert list(result.baselines) == ["math only"]
     broken = _config(tiny_world, baselines=[{"name": "typo", "recipe": {"merge_method": "task_arithmetic"}}])
@@ -110,8 +115,13 @@ def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_
 def test_when_the_search_winner_loses_on_validation_the_validation_winner_becomes_best_yaml(tiny_world, tmp_path):
     # searched on math_a; validated on facts_b items: the two skills pull the weights apart
     data = two_skill_config(tiny_world, max_evaluations=8, population=8)
-    data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
-                      "validation_items": str(task_file(tiny_world, "facts_b", "search"))}]
+    data["tasks"] = [
+        {
+            "name": "skill",
+            "items": str(task_file(tiny_world, "math_a", "search")),
+            "validation_items": str(task_file(tiny_world, "facts_b", "search")),
+        }
+    ]
     data["selection"] = {"top_k": 8}
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
@@ -140,8 +150,13 @@ def test_a_validation_share_is_held_back_from_the_search_and_recorded(tiny_world
 def test_a_chosen_merge_below_a_parent_on_held_out_items_gets_a_warning_line(tiny_world, tmp_path):
     # the search rewards math_a, but the held-out items ask facts_b, which lang_b knows and these merges do not
     data = two_skill_config(tiny_world, max_evaluations=4, population=4)
-    data["tasks"] = [{"name": "skill", "items": str(task_file(tiny_world, "math_a", "search")),
-                      "test_items": str(task_file(tiny_world, "facts_b", "test"))}]
+    data["tasks"] = [
+        {
+            "name": "skill",
+            "items": str(task_file(tiny_world, "math_a", "search")),
+            "test_items": str(task_file(tiny_world, "facts_b", "test")),
+        }
+    ]
     data["genome"]["parameters"]["weight"] = {"min": 0.0, "max": 0.2}
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
     assert result.warning is not None and "below input model lang_b" in result.warning
@@ -159,6 +174,10 @@ def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_pl
     assert all(len(m["parameters"]["weight"]) == layers for m in best["models"])  # one weight per layer
     report = (tmp_path / "demo" / RunStore.REPORT).read_text()
     assert "**chosen merge**" in result.stdout and "**chosen merge**" in report
-    for row in ("| math_a (input) | math_b | 256 |", "| task_arithmetic (weight 1) (baseline) | math_b |",
-                "math_b (validation)", "95% interval"):
+    for row in (
+        "| math_a (input) | math_b | 256 |",
+        "| task_arithmetic (weight 1) (baseline) | math_b |",
+        "math_b (validation)",
+        "95% interval",
+    ):
         assert row.replace("256", str(item_count(tiny_world, "math_b", "test"))) in report

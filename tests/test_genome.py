@@ -25,8 +25,10 @@ def _config(world, **changes):
 def test_gene_names_say_which_layers_model_and_parameter(tiny_world):
     space = GenomeSpace(_config(tiny_world))
     assert space.names == [
-        "layers[0:4].math_a.weight", "layers[4:8].math_a.weight",
-        "layers[0:4].lang_b.weight", "layers[4:8].lang_b.weight",
+        "layers[0:4].math_a.weight",
+        "layers[4:8].math_a.weight",
+        "layers[0:4].lang_b.weight",
+        "layers[4:8].lang_b.weight",
     ]
 
 
@@ -39,13 +41,24 @@ def test_a_point_becomes_a_gradient_list_within_the_bounds(tiny_world):
 
 def test_an_existing_recipe_is_encoded_as_the_starting_point(tiny_world, tmp_path):
     recipe = tmp_path / "start.yaml"
-    recipe.write_text(yaml.safe_dump({
-        "merge_method": "task_arithmetic", "base_model": str(tiny_world / "models" / "base"),
-        "models": [{"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.3}},
-                   {"model": str(tiny_world / "models" / "lang_b"), "parameters": {"weight": [0.6, 1.2]}}],
-    }))
-    space = GenomeSpace(_config(tiny_world, genome={"parameters": {"weight": {"min": 0, "max": 1.5}},
-                                                    "layer_groups": 2, "initial": str(recipe)}))
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "merge_method": "task_arithmetic",
+                "base_model": str(tiny_world / "models" / "base"),
+                "models": [
+                    {"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.3}},
+                    {"model": str(tiny_world / "models" / "lang_b"), "parameters": {"weight": [0.6, 1.2]}},
+                ],
+            }
+        )
+    )
+    space = GenomeSpace(
+        _config(
+            tiny_world,
+            genome={"parameters": {"weight": {"min": 0, "max": 1.5}}, "layer_groups": 2, "initial": str(recipe)},
+        )
+    )
     values = space.values(space.initial_point())
     assert list(values.values()) == pytest.approx([0.3, 0.3, 0.6, 1.2])
 
@@ -56,15 +69,23 @@ def test_discrete_steps_snap_values_to_the_grid(tiny_world):
 
 
 def test_emitted_yaml_through_mergekit_yaml_gives_the_disk_mergers_tensors(tiny_world, tmp_path):
-    cfg = _config(tiny_world, merge_method="ties",
-                  genome={"parameters": {"weight": {"min": 0, "max": 1.5}, "density": {"min": 0.2, "max": 1.0}},
-                          "layer_groups": 2})
+    cfg = _config(
+        tiny_world,
+        merge_method="ties",
+        genome={
+            "parameters": {"weight": {"min": 0, "max": 1.5}, "density": {"min": 0.2, "max": 1.0}},
+            "layer_groups": 2,
+        },
+    )
     space = GenomeSpace(cfg)
     x = np.random.default_rng(3).random(space.dim)
     (tmp_path / "candidate.yaml").write_text(space.to_yaml(x))
-    subprocess.run([str(BIN / "mergekit-yaml"), str(tmp_path / "candidate.yaml"), str(tmp_path / "by-mergekit-yaml")],
-                   check=True, capture_output=True)
-    with DiskMerger(cfg).merged(space.to_merge_config(x)) as loaded:
+    subprocess.run(
+        [str(BIN / "mergekit-yaml"), str(tmp_path / "candidate.yaml"), str(tmp_path / "by-mergekit-yaml")],
+        check=True,
+        capture_output=True,
+    )
+    with DiskMerger(config=cfg).merged(space.to_merge_config(x)) as loaded:
         ours = {k: v.detach().clone() for k, v in loaded.model.state_dict().items()}
     theirs = tensors(tmp_path / "by-mergekit-yaml")
     assert set(theirs) <= set(ours)

@@ -69,10 +69,14 @@ def test_the_same_model_twice_is_refused(tiny_world, tmp_path):
     assert "models[1]" in _refused(tiny_world, tmp_path, data)
 
 
-@pytest.mark.parametrize("label, change, words", [
-    ("another layer count", _fewer_layers, ["3 layers", "base_model (base) has 8"]),
-    ("other tensor shapes", _narrower_mlp, ["mlp.down_proj.weight", "[256, 256]", "[256, 512]"]),
-], ids=["layers", "shapes"])
+@pytest.mark.parametrize(
+    "label, change, words",
+    [
+        ("another layer count", _fewer_layers, ["3 layers", "base_model (base) has 8"]),
+        ("other tensor shapes", _narrower_mlp, ["mlp.down_proj.weight", "[256, 256]", "[256, 512]"]),
+    ],
+    ids=["layers", "shapes"],
+)
 def test_a_model_that_does_not_fit_the_others_is_refused_naming_how(tiny_world, tmp_path, label, change, words):
     model = _model_copy(tiny_world, tmp_path / "inputs")
     change(model)
@@ -114,7 +118,10 @@ def test_a_subsample_larger_than_the_task_is_refused(tiny_world, tmp_path):
     data = two_skill_config(tiny_world)
     data["estimator"] = {"name": "subsample", "options": {"k": 500}}
     message = _refused(tiny_world, tmp_path, data)
-    assert "estimator.options.k: 500" in message and f"{item_count(tiny_world, 'math_a', 'search')} search items" in message
+    assert (
+        "estimator.options.k: 500" in message
+        and f"{item_count(tiny_world, 'math_a', 'search')} search items" in message
+    )
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])

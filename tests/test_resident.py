@@ -18,8 +18,9 @@ from mergekit_evo.config import parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace
+from mergekit_evo.memory import plan_memory
 from mergekit_evo.merging import merge_to_disk
-from mergekit_evo.resident import ResidentMerger, plan_memory
+from mergekit_evo.resident import ResidentMerger
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 
@@ -50,8 +51,19 @@ def _config(world, method="task_arithmetic", parameters=None, base="base", layer
 
 def _by_mergekit_yaml(space, x, seed, out):
     (out.parent / f"{out.name}.yaml").write_text(space.to_yaml(x))
-    subprocess.run([str(BIN / "mergekit-yaml"), str(out.parent / f"{out.name}.yaml"), str(out), "--random-seed",
-                    str(seed), "--device", DEVICE], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(BIN / "mergekit-yaml"),
+            str(out.parent / f"{out.name}.yaml"),
+            str(out),
+            "--random-seed",
+            str(seed),
+            "--device",
+            DEVICE,
+        ],
+        check=True,
+        capture_output=True,
+    )
     return tensors(out)
 
 
@@ -75,7 +87,7 @@ def _assert_same_tensors(model, expected):
 def test_resident_tensors_equal_mergekit_yaml_on_the_emitted_recipe(tiny_world, tmp_path, method, parameters, base):
     cfg = _config(tiny_world, method, parameters, base, layer_groups="per_layer")
     space = GenomeSpace(cfg)
-    merger = ResidentMerger(cfg)
+    merger = ResidentMerger(config=cfg)
     seeds = (11, 12) if method == "dare_ties" else (11,)  # a second candidate reuses the model and the sources
     reference = _by_mergekit_yaml if method in THROUGH_CLI else _by_run_merge
     for i, seed in enumerate(seeds):
@@ -89,7 +101,7 @@ def test_gradient_lists_are_interpolated_across_layers_as_mergekit_does(tiny_wor
     cfg = _config(tiny_world, "task_arithmetic", {"weight": {"min": 0, "max": 1}}, layer_groups=3)
     space = GenomeSpace(cfg)
     x = np.array([0.0, 1.0, 0.2, 0.9, 0.1, 0.5])
-    with ResidentMerger(cfg).merged(space.to_merge_config(x), seed=0) as loaded:
+    with ResidentMerger(config=cfg).merged(space.to_merge_config(x), seed=0) as loaded:
         _assert_same_tensors(loaded.model, _by_run_merge(space, x, 0, tmp_path / "m"))
 
 
@@ -97,7 +109,7 @@ def test_a_random_method_depends_on_the_seed_and_only_on_it(tiny_world):
     cfg = _config(tiny_world, "dare_ties", {"weight": {"min": 0, "max": 1}, "density": {"min": 0.1, "max": 1}})
     space = GenomeSpace(cfg)
     config = space.to_merge_config(np.full(space.dim, 0.5))
-    merger = ResidentMerger(cfg)
+    merger = ResidentMerger(config=cfg)
 
     def weights(seed):
         with merger.merged(config, seed=seed) as loaded:
@@ -121,8 +133,9 @@ def test_the_memory_plan_counts_sources_output_and_working_space(tiny_world):
 
 
 def test_a_plan_that_cannot_fit_is_refused_in_one_line(tiny_world, tmp_path):
-    path = write_config(tiny_world, tmp_path, merger={"name": "resident",
-                                                      "options": {"max_memory": "1MB", "fallback": "error"}})
+    path = write_config(
+        tiny_world, tmp_path, merger={"name": "resident", "options": {"max_memory": "1MB", "fallback": "error"}}
+    )
     result = cli("run", str(path), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
@@ -142,18 +155,23 @@ def test_a_plan_that_cannot_fit_falls_back_to_disk_and_says_so(tiny_world, tmp_p
 
 
 def test_bad_merger_options_name_the_option(tiny_world):
-    with pytest.raises(UserError, match=r"merger.options.max_mem: unknown option; valid options: device, max_memory, fallback"):
-        ResidentMerger(_config(tiny_world, merger={"name": "resident", "options": {"max_mem": "1GB"}}))
+    with pytest.raises(
+        UserError, match=r"merger.options.max_mem: unknown option; valid options: device, max_memory, fallback"
+    ):
+        ResidentMerger(config=_config(tiny_world, merger={"name": "resident", "options": {"max_mem": "1GB"}}))
     with pytest.raises(UserError, match=r"merger.options.max_memory"):
-        ResidentMerger(_config(tiny_world, merger={"name": "resident", "options": {"max_memory": "lots"}}))
+        ResidentMerger(config=_config(tiny_world, merger={"name": "resident", "options": {"max_memory": "lots"}}))
 
 
 def test_resident_and_disk_runs_give_the_same_fitness_for_the_same_candidates(tiny_world, tmp_path):
     results = {}
     for merger in ("resident", "disk"):
         data = two_skill_config(tiny_world, max_evaluations=4, population=4)
-        data.update(merge_method="dare_ties", merger=merger,
-                    genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 1}}})
+        data.update(
+            merge_method="dare_ties",
+            merger=merger,
+            genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 1}}},
+        )
         run = Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)
         results[merger] = RunStore(run.run_dir).records()
     assert [r.merge_yaml for r in results["resident"]] == [r.merge_yaml for r in results["disk"]]
@@ -189,7 +207,7 @@ def test_a_fresh_result_is_handed_to_the_parameter_and_a_source_or_a_view_is_cop
 def test_the_resident_model_shares_no_storage_with_the_cached_sources(tiny_world):
     cfg = _config(tiny_world, "task_arithmetic", {"weight": {"min": 0, "max": 1}})
     space = GenomeSpace(cfg)
-    merger = ResidentMerger(cfg)
+    merger = ResidentMerger(config=cfg)
     for value in (0.0, 0.7):  # weight 0 gives the base's values back
         with merger.merged(space.to_merge_config(np.full(space.dim, value)), seed=0) as loaded:
             storages = {p.untyped_storage().data_ptr() for p in loaded.model.parameters()}
@@ -201,9 +219,17 @@ def test_tied_weights_stay_tied_and_take_the_embeddings_merged_value():
 
     from mergekit_evo.resident import _ModelWriter
 
-    model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, vocab_size=50,
-                                         tie_word_embeddings=True))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=50,
+            tie_word_embeddings=True,
+        )
+    )
     writer = _ModelWriter(model, set())
     embedding = torch.randn(50, 32)
     writer.save_tensor("model.embed_tokens.weight", embedding)

@@ -18,7 +18,11 @@ from mergekit_evo.config import parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.merging import merge_to_disk, parse_merge_config, write_candidate_model
+from mergekit_evo.merging import (
+    merge_to_disk,
+    parse_merge_config,
+    write_candidate_model,
+)
 from mergekit_evo.plugins import get_plugin_manager
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
@@ -54,8 +58,12 @@ def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run, tiny
     assert len(records) == BUDGET["max_evaluations"]
     first = records[0]
     assert first.status == "ok"
-    assert set(first.genes) == {"layers[0:4].math_a.weight", "layers[4:8].math_a.weight",
-                                "layers[0:4].lang_b.weight", "layers[4:8].lang_b.weight"}
+    assert set(first.genes) == {
+        "layers[0:4].math_a.weight",
+        "layers[4:8].math_a.weight",
+        "layers[0:4].lang_b.weight",
+        "layers[4:8].lang_b.weight",
+    }
     assert yaml.safe_load(first.merge_yaml)["merge_method"] == "task_arithmetic"
     assert len(first.tasks["math_a"]["scores"]) == item_count(tiny_world, "math_a", "search")
     assert first.fitness == pytest.approx(np.mean([first.tasks[t]["estimate"] for t in ("math_a", "facts_b")]))
@@ -64,8 +72,12 @@ def test_every_candidate_is_recorded_with_what_reproduces_it(reference_run, tiny
 
 
 def test_a_subsample_estimator_scores_only_its_k_items(tiny_world, tmp_path):
-    cfg = _demo(tiny_world, estimator={"name": "subsample", "options": {"k": 10}},
-                budget={"max_evaluations": 2}, optimizer={"name": "random", "population": 2})
+    cfg = _demo(
+        tiny_world,
+        estimator={"name": "subsample", "options": {"k": 10}},
+        budget={"max_evaluations": 2},
+        optimizer={"name": "random", "population": 2},
+    )
     Evolution.start(cfg, tmp_path / "run", log=lambda _: None).run(progress=False)
     records = RunStore(tmp_path / "run").records()
     selection = json.loads((tmp_path / "run" / "selection.json").read_text())
@@ -101,7 +113,9 @@ def test_a_failing_candidate_is_recorded_as_failed_and_the_run_goes_on(tiny_worl
         data["tasks"] = data["tasks"][:1]
         data["tasks"][0]["backend"] = "flaky"
         FlakyTask.merged_calls = 0
-        result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+        result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(
+            progress=False
+        )
     finally:
         pm.unregister(plugin)
     records = RunStore(tmp_path / "run").records()
@@ -118,8 +132,12 @@ def test_kill_9_then_resume_loses_nothing_rescores_nothing_and_matches_an_uninte
     run_dir = tmp_path / "run"
     write_config(tiny_world, tmp_path, BUDGET["max_evaluations"], BUDGET["population"], run_dir=str(run_dir))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([str(BIN / "mergekit-evo"), "run", str(tmp_path / "config.yaml"), "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        [str(BIN / "mergekit-evo"), "run", str(tmp_path / "config.yaml"), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     candidates = run_dir / "candidates.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -163,8 +181,11 @@ def test_a_recipe_proposed_again_is_neither_merged_nor_scored_and_keeps_what_rep
     tiny_world, tmp_path
 ):
     genome = {"parameters": {"weight": {"min": 0, "max": 1, "step": 0.5}, "density": 0.5}}  # 9 recipes in all
-    evolution = Evolution.start(_demo(tiny_world, merge_method="dare_ties", genome=genome,
-                                      budget={"max_evaluations": 16}), tmp_path / "run", log=lambda _: None)
+    evolution = Evolution.start(
+        _demo(tiny_world, merge_method="dare_ties", genome=genome, budget={"max_evaluations": 16}),
+        tmp_path / "run",
+        log=lambda _: None,
+    )
     merges = []
     merged = evolution.merger.merged
     evolution.merger.merged = lambda config, seed=None: merges.append(seed) or merged(config, seed)
@@ -177,13 +198,16 @@ def test_a_recipe_proposed_again_is_neither_merged_nor_scored_and_keeps_what_rep
             assert r.cached_from == twin.index and r.tasks == twin.tasks and r.fitness == twin.fitness
             assert (r.seed, r.device) == (twin.seed, twin.device) and r.seconds == 0
     assert len(first) < len(records)  # the grid forced repeats
-    assert sorted(merges[:len(first)]) == sorted(r.seed for r in first.values())  # one merge per distinct recipe
+    assert sorted(merges[: len(first)]) == sorted(r.seed for r in first.values())  # one merge per distinct recipe
     assert len(merges) == len(first) + 1 + len(result.baselines)  # the best again for its held-out scores; baselines
 
 
 def test_a_candidate_merged_on_a_missing_device_is_written_on_the_cpu_and_says_so(tiny_world, tmp_path):
-    cfg = _demo(tiny_world, merge_method="dare_ties",
-                genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 0.8}}})
+    cfg = _demo(
+        tiny_world,
+        merge_method="dare_ties",
+        genome={"parameters": {"weight": {"min": 0, "max": 1}, "density": {"min": 0.2, "max": 0.8}}},
+    )
     merge_yaml = GenomeSpace(cfg).to_yaml(np.full(GenomeSpace(cfg).dim, 0.5))
     message = write_candidate_model(merge_yaml, 5, "cuda:7", tmp_path / "written")
     assert "on the CPU" in message and "cuda:7" in message
@@ -208,7 +232,9 @@ def test_a_plugin_that_fails_to_load_is_reported_by_name(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mergekit-evo-broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[mergekit_evo]\nbroken = mergekit_evo_no_such_module\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = subprocess.run([str(BIN / "mergekit-evo"), "plugins"], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "mergekit-evo"), "plugins"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "failed to load plugin broken: ModuleNotFoundError" in result.stdout
     assert "random" in result.stdout

@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import BIN, assert_one_line_error, can_mount, cli, fill_disk, read_only, small_disk, write_config
+from helpers import (
+    BIN,
+    assert_one_line_error,
+    can_mount,
+    cli,
+    fill_disk,
+    read_only,
+    small_disk,
+    write_config,
+)
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
@@ -30,9 +39,19 @@ EVALUATIONS, POPULATION = 8, 4
 
 
 def _record(index: int, generation: int = 0, member: int | None = None, fitness: float = 0.5) -> CandidateRecord:
-    return CandidateRecord(index=index, generation=generation, member=index if member is None else member,
-                           genome=[0.5], genes={"weight": 0.5}, merge_yaml=f"recipe {index}\n", seed=index,
-                           status="ok", objectives=[fitness], fitness=fitness, tasks={"t": {"estimate": fitness}})
+    return CandidateRecord(
+        index=index,
+        generation=generation,
+        member=index if member is None else member,
+        genome=[0.5],
+        genes={"weight": 0.5},
+        merge_yaml=f"recipe {index}\n",
+        seed=index,
+        status="ok",
+        objectives=[fitness],
+        fitness=fitness,
+        tasks={"t": {"estimate": fitness}},
+    )
 
 
 def _store_with(tmp_path: Path, records: list[CandidateRecord]) -> tuple[RunStore, list[str]]:
@@ -182,7 +201,8 @@ def test_resume_after_a_damaged_line_keeps_every_line_and_scores_again_only_the_
     assert after.startswith(before) and after.count(b"\n") == EVALUATIONS + 1
     original = {(r.generation, r.member): r for r in small_run.records}
     assert {(r.generation, r.member): (r.genome, r.fitness) for r in resumed.records} == {
-        key: (r.genome, r.fitness) for key, r in original.items()}
+        key: (r.genome, r.fitness) for key, r in original.items()
+    }
     assert next(r.index for r in resumed.records if (r.generation, r.member) == (1, 1)) == 6
     assert len({r.index for r in resumed.records}) == len(resumed.records) == EVALUATIONS
     assert sum("candidates.jsonl:6: skipped" in line for line in logged) == 1
@@ -267,15 +287,23 @@ def _edit_answer(path: Path) -> None:
 
 CHANGES = {
     "a model's files swapped": (
-        lambda inputs: [shutil.copy(f, inputs / "models" / "lang_b" / f.name)
-                        for f in (inputs / "models" / "math_a").iterdir()],
-        "files of models[1] (lang_b)"),
-    "an item file shuffled": (lambda inputs: _shuffle(inputs / "tasks" / "math_a.search.jsonl"),
-                              "search items of task math_a"),
-    "an answer edited": (lambda inputs: _edit_answer(inputs / "tasks" / "facts_b.search.jsonl"),
-                         "search items of task facts_b"),
-    "a held-out item edited": (lambda inputs: _edit_answer(inputs / "tasks" / "math_a.test.jsonl"),
-                               "held-out items of task math_a"),
+        lambda inputs: [
+            shutil.copy(f, inputs / "models" / "lang_b" / f.name) for f in (inputs / "models" / "math_a").iterdir()
+        ],
+        "files of models[1] (lang_b)",
+    ),
+    "an item file shuffled": (
+        lambda inputs: _shuffle(inputs / "tasks" / "math_a.search.jsonl"),
+        "search items of task math_a",
+    ),
+    "an answer edited": (
+        lambda inputs: _edit_answer(inputs / "tasks" / "facts_b.search.jsonl"),
+        "search items of task facts_b",
+    ),
+    "a held-out item edited": (
+        lambda inputs: _edit_answer(inputs / "tasks" / "math_a.test.jsonl"),
+        "held-out items of task math_a",
+    ),
 }
 
 
@@ -308,8 +336,13 @@ def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctr
     run_dir = tmp_path / "run"
     config = write_config(tiny_world, tmp_path, max_evaluations=200, population=4, run_dir=str(run_dir))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen([str(BIN / "mergekit-evo"), "run", str(config), "--no-progress"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [str(BIN / "mergekit-evo"), "run", str(config), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         candidates = run_dir / RunStore.CANDIDATES
         deadline = time.time() + 300
@@ -330,7 +363,8 @@ def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctr
             process.kill()
     assert process.returncode == 130
     assert stderr.strip().splitlines()[-1] == (
-        f"interrupted; nothing recorded is lost: `mergekit-evo resume {run_dir}` continues the run")
+        f"interrupted; nothing recorded is lost: `mergekit-evo resume {run_dir}` continues the run"
+    )
     lines = (run_dir / RunStore.CANDIDATES).read_bytes()
     records = RunStore(run_dir).records()
     assert lines.endswith(b"\n") and len(records) == lines.count(b"\n")

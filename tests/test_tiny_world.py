@@ -19,8 +19,9 @@ from mergekit_evo.tiny_world import WorldSpec, ensure_world, task_file
 from mergekit_evo.tiny_world.build import evaluate_model, objective
 from mergekit_evo.tiny_world.language import OPERATIONS, SKILLS, translate
 
-SMALL = WorldSpec(hidden=32, layers=1, base_steps=20, specialist_steps=10, language_steps=10, items_per_skill=24,
-                  batch_size=16)
+SMALL = WorldSpec(
+    hidden=32, layers=1, base_steps=20, specialist_steps=10, language_steps=10, items_per_skill=24, batch_size=16
+)
 
 
 def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -121,8 +122,10 @@ def _operator_word_items() -> list[Item]:
         asked.append((translate(["what", "is", "the", "word", "after"], "b") + [word, "?"], words_b, following))
         asked.append(([words_a[i], "in", "b", "means"], words_b, i))
         asked.append(([word, "de", "ei", "imi"], words_a, i))
-    return [Item(id=f"op-{n}", prompt=" ".join(p), choices=tuple(c), answer=a, target=c[a])
-            for n, (p, c, a) in enumerate(asked)]
+    return [
+        Item(id=f"op-{n}", prompt=" ".join(p), choices=tuple(c), answer=a, target=c[a])
+        for n, (p, c, a) in enumerate(asked)
+    ]
 
 
 def test_the_language_specialist_knows_b_operator_words_and_the_others_do_not(tiny_world):
@@ -165,9 +168,7 @@ def test_lm_eval_yamls_read_the_same_item_files(tiny_world):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mergekit_evo", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "mergekit_evo", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(

@@ -47,9 +47,13 @@ class WorldSpec(BaseModel):
     base_lr: float = Field(1e-3, gt=0)
     specialist_lr: float = Field(5e-4, gt=0)
     batch_size: int = Field(64, ge=1)
-    items_per_skill: int = Field(256, ge=4, le=400, description="facts items per skill, split evenly into search and test")
+    items_per_skill: int = Field(
+        256, ge=4, le=400, description="facts items per skill, split evenly into search and test"
+    )
     math_search_items: int = Field(
-        140, ge=2, le=len(language.arithmetic()) - 2,
+        140,
+        ge=2,
+        le=len(language.arithmetic()) - 2,
         description="arithmetic questions in the search split; the rest (at least 256 by default) are held out",
     )
 
@@ -66,7 +70,9 @@ def default_cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------------- item sets
 
 
-def _item(skill: str, index: int, question: language.Question, distractors: list[str], rng: np.random.Generator) -> Item:
+def _item(
+    skill: str, index: int, question: language.Question, distractors: list[str], rng: np.random.Generator
+) -> Item:
     choices = [question.answer, *distractors]
     perm = rng.permutation(len(choices))
     return Item(
@@ -154,7 +160,9 @@ def write_lm_eval_yamls(world: Path, data_root: Path) -> None:
                 "output_type": "generate_until",
                 "doc_to_target": "{{target}}",
                 "generation_kwargs": {"until": ["<eos>"], "max_gen_toks": 8, "do_sample": False},
-                "filter_list": [{"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}],
+                "filter_list": [
+                    {"name": "strip", "filter": [{"function": "remove_whitespace"}, {"function": "take_first"}]}
+                ],
                 "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}],
             }
             for task in (mc, gen):
@@ -183,7 +191,11 @@ def evaluate_model(model_dir: Path, world: Path, split: str = "test") -> dict[st
     result = {}
     for skill in language.SKILLS:
         result[skill] = {
-            mode: float(score_items(loaded.model, loaded.tokenizer, read_items(task_file(world, skill, split), mode), mode).mean())
+            mode: float(
+                score_items(
+                    loaded.model, loaded.tokenizer, read_items(task_file(world, skill, split), mode), mode
+                ).mean()
+            )
             for mode in MODES
         }
     return result
@@ -287,7 +299,13 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
     def run_training(name: str, model, steps: int, lr: float, seed: int) -> None:
         bar = tqdm(total=steps, desc=f"train {name}", leave=False, disable=None)
         result = train(
-            model, tokenizer, corpora[name], steps, lr, seed, spec.batch_size,
+            model,
+            tokenizer,
+            corpora[name],
+            steps,
+            lr,
+            seed,
+            spec.batch_size,
             on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
         )
         bar.close()

@@ -29,13 +29,32 @@ X_MIN, X_MAX, Y_MIN, Y_MAX = 3, 19, 2, 12
 COUNT_START_MAX, COUNT_LENGTH = 39, 5
 
 WORDS_B = {
-    "what": "nani", "is": "wa", "the": "ga", "of": "no", "color": "iro", "home": "ie", "count": "kazoe",
-    "from": "kara", "plus": "tasu", "minus": "hiku", "times": "kakeru", "after": "ato", "word": "kotoba",
-    "means": "imi", "in": "de", "a": "ei", "b": "bi",
+    "what": "nani",
+    "is": "wa",
+    "the": "ga",
+    "of": "no",
+    "color": "iro",
+    "home": "ie",
+    "count": "kazoe",
+    "from": "kara",
+    "plus": "tasu",
+    "minus": "hiku",
+    "times": "kakeru",
+    "after": "ato",
+    "word": "kotoba",
+    "means": "imi",
+    "in": "de",
+    "a": "ei",
+    "b": "bi",
 }
 COLORS_B = {"red": "aka", "blue": "ao", "green": "midori", "yellow": "kiiro", "black": "kuro", "white": "shiro"}
 PLACES_B = {
-    "sea": "umi", "forest": "mori", "river": "kawa", "mountain": "yama", "desert": "sabaku", "cave": "dokutsu",
+    "sea": "umi",
+    "forest": "mori",
+    "river": "kawa",
+    "mountain": "yama",
+    "desert": "sabaku",
+    "cave": "dokutsu",
 }
 A_TO_B = {**WORDS_B, **COLORS_B, **PLACES_B}
 NAMES = (

@@ -17,9 +17,7 @@ import cma
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.config import close_matches, parse_plugin_options
-from mergekit_evo.errors import UserError
-from mergekit_evo.optimizers import Optimizer
+from mergekit_evo import Optimizer, UserError, close_matches, parse_plugin_options
 
 # Options this plugin sets itself; a user value would break bounds, resumability or quiet output.
 MANAGED = {"bounds", "popsize", "seed", "randn", "verbose", "verb_disp", "verb_log", "CMA_diagonal", "minstd"}
@@ -53,12 +51,14 @@ class CMAES(Optimizer):
         known = list(cma.CMAOptions())
         for key in parsed.cma_options:
             if key in MANAGED:
-                raise UserError(f"optimizer.options.cma_options.{key}: set by mergekit-evo; use population, sigma0 or diagonal instead")
+                raise UserError(
+                    f"optimizer.options.cma_options.{key}: set by mergekit-evo; use population, sigma0 or diagonal instead"
+                )
             if key not in known:
                 raise UserError(f"optimizer.options.cma_options.{key}: not a cma option; {close_matches(key, known)}")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self.check_options(self.options.model_dump(), self.n_objectives)
         self._numpy_state = np.random.RandomState(self.seed).get_state()
         self.restarts = 0
@@ -85,7 +85,9 @@ class CMAES(Optimizer):
             "popsize": self.popsize,
             "seed": float("nan"),  # never reseed the (private) global state
             "randn": _global_randn,
-            "verbose": -9, "verb_disp": 0, "verb_log": 0,
+            "verbose": -9,
+            "verb_disp": 0,
+            "verb_log": 0,
             "CMA_diagonal": bool(diagonal),
             # On a grid, a step below a third of a cell would only ever propose the same values again.
             "minstd": list(self.steps / 3.0),

@@ -12,7 +12,12 @@ from mergekit_evo.errors import UserError
 from mergekit_evo.optimizers import RandomSearch
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
-from mergekit_evo.testing import asks_after_resume, distance_objective, final_best, interrupted_copy
+from mergekit_evo.testing import (
+    asks_after_resume,
+    distance_objective,
+    final_best,
+    interrupted_copy,
+)
 from mergekit_evo_cma import CMAES
 
 SEEDS = range(5)
@@ -26,7 +31,7 @@ def test_cma_beats_random_search_at_the_same_budget_on_every_seed():
 
 
 def test_a_restored_checkpoint_proposes_exactly_the_uninterrupted_candidates():
-    optimizer = CMAES(6, 1, 3, 6, {}, np.full(6, 0.5))
+    optimizer = CMAES(dim=6, n_objectives=1, seed=3, population=6, options={}, x0=np.full(6, 0.5))
     straight, resumed = asks_after_resume(optimizer, distance_objective(6, 3), generations=8, resume_at=3)
     assert len(resumed) == 5
     for a, b in zip(straight, resumed):
@@ -37,7 +42,7 @@ def test_cma_leaves_numpy_global_random_state_alone():
     np.random.seed(7)
     expected = np.random.random(3)
     np.random.seed(7)
-    optimizer = CMAES(4, 1, 0, 4, {}, np.full(4, 0.5))
+    optimizer = CMAES(dim=4, n_objectives=1, seed=0, population=4, options={}, x0=np.full(4, 0.5))
     xs = optimizer.ask()
     optimizer.tell(xs, np.ones((len(xs), 1)))
     np.testing.assert_array_equal(np.random.random(3), expected)
@@ -45,7 +50,7 @@ def test_cma_leaves_numpy_global_random_state_alone():
 
 def test_the_first_generation_is_centred_on_the_initial_point_and_inside_the_bounds():
     x0 = np.array([0.2, 0.8, 0.5, 0.0])
-    optimizer = CMAES(4, 1, 0, 64, {"sigma0": 0.05}, x0)
+    optimizer = CMAES(dim=4, n_objectives=1, seed=0, population=64, options={"sigma0": 0.05}, x0=x0)
     xs = optimizer.ask()
     assert xs.shape == (64, 4)
     assert (xs >= 0).all() and (xs <= 1).all()
@@ -53,14 +58,14 @@ def test_the_first_generation_is_centred_on_the_initial_point_and_inside_the_bou
 
 
 def test_failed_candidates_rank_last():
-    optimizer = CMAES(3, 1, 0, 4, {}, np.full(3, 0.5))
+    optimizer = CMAES(dim=3, n_objectives=1, seed=0, population=4, options={}, x0=np.full(3, 0.5))
     xs = optimizer.ask()
     optimizer.tell(xs, np.array([[np.nan], [0.2], [np.nan], [0.9]]))  # must not raise or poison the mean
     assert np.isfinite(optimizer.es.mean).all()
 
 
 def test_ipop_restarts_with_twice_the_population_once_cma_converges():
-    optimizer = CMAES(3, 1, 0, 4, {}, np.full(3, 0.5))
+    optimizer = CMAES(dim=3, n_objectives=1, seed=0, population=4, options={}, x0=np.full(3, 0.5))
     sizes = []
     for _ in range(30):  # a flat objective makes CMA-ES stop (tolflatfitness); IPOP restarts it wider
         xs = optimizer.ask()
@@ -71,7 +76,7 @@ def test_ipop_restarts_with_twice_the_population_once_cma_converges():
 
 
 def test_restarts_off_keeps_the_population():
-    optimizer = CMAES(3, 1, 0, 4, {"restarts": "off"}, np.full(3, 0.5))
+    optimizer = CMAES(dim=3, n_objectives=1, seed=0, population=4, options={"restarts": "off"}, x0=np.full(3, 0.5))
     for _ in range(10):
         xs = optimizer.ask()
         assert len(xs) == 4
@@ -80,13 +85,26 @@ def test_restarts_off_keeps_the_population():
 
 
 def test_large_genomes_use_sep_cma_unless_told_otherwise():
-    assert CMAES(150, 1, 0, 8, {}, np.full(150, 0.5)).es.opts["CMA_diagonal"] is True
-    assert CMAES(10, 1, 0, 8, {}, np.full(10, 0.5)).es.opts["CMA_diagonal"] is False
-    assert CMAES(10, 1, 0, 8, {"diagonal": True}, np.full(10, 0.5)).es.opts["CMA_diagonal"] is True
+    assert (
+        CMAES(dim=150, n_objectives=1, seed=0, population=8, options={}, x0=np.full(150, 0.5)).es.opts["CMA_diagonal"]
+        is True
+    )
+    assert (
+        CMAES(dim=10, n_objectives=1, seed=0, population=8, options={}, x0=np.full(10, 0.5)).es.opts["CMA_diagonal"]
+        is False
+    )
+    assert (
+        CMAES(dim=10, n_objectives=1, seed=0, population=8, options={"diagonal": True}, x0=np.full(10, 0.5)).es.opts[
+            "CMA_diagonal"
+        ]
+        is True
+    )
 
 
 def test_grid_genes_keep_a_step_of_at_least_a_third_of_a_cell():
-    optimizer = CMAES(2, 1, 0, 4, {}, np.full(2, 0.5), steps=np.array([0.1, 0.0]))
+    optimizer = CMAES(
+        dim=2, n_objectives=1, seed=0, population=4, options={}, x0=np.full(2, 0.5), steps=np.array([0.1, 0.0])
+    )
     np.testing.assert_allclose(optimizer.es.opts["minstd"], [0.1 / 3, 0.0])
 
 

@@ -47,7 +47,9 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.n
     for _ in range(1, k):
         d2 = ((points[:, None, :] - np.array(centres)[None]) ** 2).sum(-1).min(1)
         total = d2.sum()
-        centres.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+        centres.append(
+            points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))]
+        )
     centres = np.array(centres)
     labels = np.zeros(len(points), dtype=int)
     for _ in range(iterations):
@@ -75,7 +77,9 @@ def irt_kmeans_anchors(params: ItemParams, n: int, seed: int) -> tuple[np.ndarra
     return _ordered(np.array(chosen), np.array(weights))
 
 
-def select_anchors(method: Method, n: int, params: ItemParams, responses: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def select_anchors(
+    method: Method, n: int, params: ItemParams, responses: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Anchor indices (in item order) and their weights, n of them (all items when the task has n or fewer)."""
     n_items = len(params.b)
     if n >= n_items:

@@ -27,11 +27,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.stats import qmc
 
-from mergekit_evo.errors import UserError
-from mergekit_evo.estimators import Estimator
-from mergekit_evo.responses import ResponseSource
+from mergekit_evo import Estimator, ResponseSource, UserError
 from mergekit_evo_irt.anchors import Method, select_anchors
-from mergekit_evo_irt.model import ItemParams, Priors, choose_dim, fit, fit_abilities, fit_mixture
+from mergekit_evo_irt.model import (
+    ItemParams,
+    Priors,
+    choose_dim,
+    fit,
+    fit_abilities,
+    fit_mixture,
+)
 
 # ------------------------------------------------------------------------------------------ the formulas
 
@@ -82,15 +87,29 @@ class TaskFit:
     errors: dict[str, float]  # each estimator's mean absolute error on the calibration merges
 
     def to_json(self) -> dict:
-        return {"params": self.params.to_json(), "anchors": self.anchors.tolist(), "weights": self.weights.tolist(),
-                "endpoint_theta": self.endpoint_theta.tolist(), "dim": self.dim, "lam": self.lam,
-                "delta": self.delta, "errors": self.errors}
+        return {
+            "params": self.params.to_json(),
+            "anchors": self.anchors.tolist(),
+            "weights": self.weights.tolist(),
+            "endpoint_theta": self.endpoint_theta.tolist(),
+            "dim": self.dim,
+            "lam": self.lam,
+            "delta": self.delta,
+            "errors": self.errors,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> TaskFit:
-        return cls(ItemParams.from_json(d["params"]), np.asarray(d["anchors"], dtype=int), np.asarray(d["weights"]),
-                   np.asarray(d["endpoint_theta"], dtype=float).reshape(-1, d["dim"]), d["dim"], d["lam"],
-                   d["delta"], d["errors"])
+        return cls(
+            ItemParams.from_json(d["params"]),
+            np.asarray(d["anchors"], dtype=int),
+            np.asarray(d["weights"]),
+            np.asarray(d["endpoint_theta"], dtype=float).reshape(-1, d["dim"]),
+            d["dim"],
+            d["lam"],
+            d["delta"],
+            d["errors"],
+        )
 
 
 class IRTOptions(BaseModel):
@@ -155,8 +174,10 @@ class IRTEstimator(Estimator):
 
     def check(self, task: str, n_items: int) -> None:
         if self.options.n > n_items:
-            raise UserError(f"estimator.options.n: {self.options.n} anchors are more than the {n_items} search items "
-                            f"of task {task}; use at most {n_items}, or the `full` estimator")
+            raise UserError(
+                f"estimator.options.n: {self.options.n} anchors are more than the {n_items} search items "
+                f"of task {task}; use at most {n_items}, or the `full` estimator"
+            )
 
     def prepare(self, source: ResponseSource) -> None:
         saved = source.load("irt")
@@ -171,11 +192,15 @@ class IRTEstimator(Estimator):
             endpoint_y = np.array([scores[task] for scores in endpoints.values()])
             calibration_y = np.array([m[task] for m in merges]).reshape(len(merges), len(item_ids))
             self.fits[task] = self._fit_task(task, item_ids, endpoint_y, calibration_y)
-            source.log(f"IRT for {task}: dimension {self.fits[task].dim}, {len(self.fits[task].anchors)} anchors "
-                       f"of {len(item_ids)} items; calibration error (mean absolute, points): "
-                       + ", ".join(f"{k} {100 * v:.1f}" for k, v in self.fits[task].errors.items()))
-        source.save("irt", {"options": self.options.model_dump(mode="json"),
-                            "tasks": {t: f.to_json() for t, f in self.fits.items()}})
+            source.log(
+                f"IRT for {task}: dimension {self.fits[task].dim}, {len(self.fits[task].anchors)} anchors "
+                f"of {len(item_ids)} items; calibration error (mean absolute, points): "
+                + ", ".join(f"{k} {100 * v:.1f}" for k, v in self.fits[task].errors.items())
+            )
+        source.save(
+            "irt",
+            {"options": self.options.model_dump(mode="json"), "tasks": {t: f.to_json() for t, f in self.fits.items()}},
+        )
 
     def _fit_task(self, task: str, item_ids: list[str], endpoint_y: np.ndarray, calibration_y: np.ndarray) -> TaskFit:
         o = self.options
@@ -201,8 +226,13 @@ class IRTEstimator(Estimator):
         variance = float(np.mean((p_anchor * (1 - p_anchor)) @ (weights**2)))
         fit_.lam = mixing_weight(float(np.mean((p_est - truth) ** 2)), variance) if o.mixing == "data" else o.mixing
         fit_.delta = mixing_weight(float(np.mean((mp_est - truth) ** 2)), variance) if o.mixing == "data" else o.mixing
-        estimates = {"irt": anchor_est, "p-irt": p_est, "gp-irt": fit_.lam * anchor_est + (1 - fit_.lam) * p_est,
-                     "mp-irt": mp_est, "gmp-irt": fit_.delta * anchor_est + (1 - fit_.delta) * mp_est}
+        estimates = {
+            "irt": anchor_est,
+            "p-irt": p_est,
+            "gp-irt": fit_.lam * anchor_est + (1 - fit_.lam) * p_est,
+            "mp-irt": mp_est,
+            "gmp-irt": fit_.delta * anchor_est + (1 - fit_.delta) * mp_est,
+        }
         fit_.errors = {k: float(np.mean(np.abs(v - truth))) for k, v in estimates.items()}
         return fit_
 
@@ -253,5 +283,10 @@ class GMPIRTEstimator(IRTEstimator):
         return mix(weighted_accuracy(y, f.weights), _mp_irt_of(y, f), f.delta)
 
 
-ESTIMATORS = {"irt": IRTEstimator, "p-irt": PIRTEstimator, "gp-irt": GPIRTEstimator, "mp-irt": MPIRTEstimator,
-              "gmp-irt": GMPIRTEstimator}
+ESTIMATORS = {
+    "irt": IRTEstimator,
+    "p-irt": PIRTEstimator,
+    "gp-irt": GPIRTEstimator,
+    "mp-irt": MPIRTEstimator,
+    "gmp-irt": GMPIRTEstimator,
+}

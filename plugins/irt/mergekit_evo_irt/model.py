@@ -58,8 +58,15 @@ def _t(x) -> torch.Tensor:
 
 
 def _minimize(params: list[torch.Tensor], loss_fn, max_iter: int = 500) -> None:
-    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                                  history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         optimizer.zero_grad()
@@ -107,7 +114,9 @@ def fit_abilities(responses: np.ndarray, params: ItemParams, prior_sd: float = 1
     return theta.detach().numpy().copy()
 
 
-def fit_mixture(responses: np.ndarray, params: ItemParams, endpoint_theta: np.ndarray, prior_sd: float = 1.0) -> np.ndarray:
+def fit_mixture(
+    responses: np.ndarray, params: ItemParams, endpoint_theta: np.ndarray, prior_sd: float = 1.0
+) -> np.ndarray:
     """mp-IRT's lambda: the merged model's ability is sum_j lambda_j theta_j over the endpoints' abilities.
 
     MAP on the merged model's scores (n,) on items with known parameters; the prior centres lambda on the plain
@@ -122,7 +131,9 @@ def fit_mixture(responses: np.ndarray, params: ItemParams, endpoint_theta: np.nd
     return lam.detach().numpy().copy()
 
 
-def heldout_log_loss(responses: np.ndarray, dim: int, seed: int, priors: Priors | None = None, share: float = 0.2) -> float:
+def heldout_log_loss(
+    responses: np.ndarray, dim: int, seed: int, priors: Priors | None = None, share: float = 0.2
+) -> float:
     """Mean log loss on a random `share` of the observed entries when the fit never saw them."""
     y = np.asarray(responses, dtype=float)
     rng = np.random.default_rng(seed)

@@ -43,7 +43,7 @@ def test_the_formulas_on_a_hand_computed_case():
 
 
 def _estimator(cls, lam=0.2, delta=0.4):
-    estimator = cls({}, seed=0)
+    estimator = cls(options={}, seed=0)
     endpoints = np.array([[1.0], [-1.0]])
     estimator.fits = {"t": TaskFit(PARAMS, ANCHORS, WEIGHTS, endpoints, 1, lam, delta, {})}
     return estimator
@@ -68,7 +68,11 @@ def _world(seed=0, n_items=120, n_endpoints=3):
     ids = {"t": [f"i{k}" for k in range(n_items)]}
 
     def respond(theta):
-        return {"t": (np.random.default_rng(int(1e6 * abs(theta)) + 1).random(n_items) < items.prob(np.array([theta]))).astype(float)}
+        return {
+            "t": (
+                np.random.default_rng(int(1e6 * abs(theta)) + 1).random(n_items) < items.prob(np.array([theta]))
+            ).astype(float)
+        }
 
     endpoints = {f"m{j}": respond(t) for j, t in enumerate(np.linspace(-1.5, 1.5, n_endpoints))}
     return StaticResponses(ids, 2, seed, endpoints, lambda x: respond(3 * float(x.mean()) - 1.5)), respond
@@ -77,7 +81,7 @@ def _world(seed=0, n_items=120, n_endpoints=3):
 @pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_prepare_fits_chooses_anchors_and_keeps_the_fit(name):
     source, respond = _world()
-    estimator = ESTIMATORS[name]({"n": 15, "calibration": 12}, seed=0)
+    estimator = ESTIMATORS[name](options={"n": 15, "calibration": 12}, seed=0)
     estimator.prepare(source)
     anchors = estimator.select("t", 120)
     assert 1 <= len(anchors) <= 15 and list(anchors) == sorted(anchors)
@@ -85,7 +89,7 @@ def test_prepare_fits_chooses_anchors_and_keeps_the_fit(name):
     assert "IRT for t" in source.messages[0]
     truth = respond(0.3)["t"]
     assert abs(estimator.estimate("t", anchors, truth[anchors]) - truth.mean()) < 0.2
-    again = ESTIMATORS[name]({"n": 15, "calibration": 12}, seed=0)
+    again = ESTIMATORS[name](options={"n": 15, "calibration": 12}, seed=0)
     again.prepare(source)  # restored from what the first one saved, not refitted
     assert len(source.messages) == 1
     np.testing.assert_array_equal(again.select("t", 120), anchors)
@@ -93,17 +97,17 @@ def test_prepare_fits_chooses_anchors_and_keeps_the_fit(name):
 
 def test_a_changed_option_refits():
     source, _ = _world()
-    IRTEstimator({"n": 10, "calibration": 4}, seed=0).prepare(source)
-    IRTEstimator({"n": 12, "calibration": 4}, seed=0).prepare(source)
+    IRTEstimator(options={"n": 10, "calibration": 4}, seed=0).prepare(source)
+    IRTEstimator(options={"n": 12, "calibration": 4}, seed=0).prepare(source)
     assert len(source.messages) == 2
 
 
 def test_mixing_from_data_or_fixed():
     source, _ = _world()
-    fixed = GMPIRTEstimator({"n": 10, "calibration": 8, "mixing": 0.5}, seed=0)
+    fixed = GMPIRTEstimator(options={"n": 10, "calibration": 8, "mixing": 0.5}, seed=0)
     fixed.prepare(source)
     assert fixed.fits["t"].delta == 0.5
-    learned = GMPIRTEstimator({"n": 10, "calibration": 8}, seed=0)
+    learned = GMPIRTEstimator(options={"n": 10, "calibration": 8}, seed=0)
     learned.prepare(StaticResponses(source.item_ids, 2, 0, source.endpoints(), source._score_point))
     assert 0.0 <= learned.fits["t"].delta <= 1.0 and learned.fits["t"].delta != 0.5
 
@@ -114,9 +118,10 @@ def test_item_parameters_can_come_from_a_file(tmp_path):
     a, b = rng.lognormal(0, 0.5, (120, 1)), rng.normal(0, 1, 120)
     order = rng.permutation(120)  # the file may list items in any order
     path = tmp_path / "items.json"
-    path.write_text(json.dumps({"t": {"item_ids": [f"i{k}" for k in order], "a": a[order].tolist(),
-                                      "b": b[order].tolist()}}))
-    estimator = IRTEstimator({"n": 10, "calibration": 0, "item_params": str(path)}, seed=0)
+    path.write_text(
+        json.dumps({"t": {"item_ids": [f"i{k}" for k in order], "a": a[order].tolist(), "b": b[order].tolist()}})
+    )
+    estimator = IRTEstimator(options={"n": 10, "calibration": 0, "item_params": str(path)}, seed=0)
     estimator.prepare(source)
     np.testing.assert_allclose(estimator.fits["t"].params.b, b)
 
@@ -133,14 +138,14 @@ def test_item_parameters_can_come_from_a_file(tmp_path):
 )
 def test_bad_options_are_refused_naming_the_option(options, words):
     with pytest.raises(UserError) as e:
-        IRTEstimator(options, seed=0)
+        IRTEstimator(options=options, seed=0)
     assert all(w in str(e.value) for w in words), str(e.value)
 
 
 def test_the_simulated_fit_beats_plain_anchors_on_unseen_items():
     """On 2PL data the model-based estimates use the unseen items' predictions and err less than the anchors."""
     source, respond = _world(seed=1, n_items=300)
-    gmp = GMPIRTEstimator({"n": 10, "calibration": 16}, seed=0)
+    gmp = GMPIRTEstimator(options={"n": 10, "calibration": 16}, seed=0)
     gmp.prepare(source)
     anchors = gmp.select("t", 300)
     plain, model = [], []
@@ -154,7 +159,7 @@ def test_the_simulated_fit_beats_plain_anchors_on_unseen_items():
 
 
 def test_more_anchors_than_search_items_are_refused_before_the_run_starts():
-    estimator = GMPIRTEstimator({"n": 500}, seed=0)
+    estimator = GMPIRTEstimator(options={"n": 500}, seed=0)
     estimator.check("math_a", 500)  # as many as there are: fine
     with pytest.raises(UserError, match=r"estimator.options.n: 500 anchors are more than the 128 search items"):
         estimator.check("math_a", 128)

@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mergekit_evo_irt.anchors import irt_kmeans_anchors, random_anchors, select_anchors, stratified_anchors
-from mergekit_evo_irt.model import ItemParams, choose_dim, fit, fit_abilities, fit_mixture
+from mergekit_evo_irt.anchors import (
+    irt_kmeans_anchors,
+    random_anchors,
+    select_anchors,
+    stratified_anchors,
+)
+from mergekit_evo_irt.model import (
+    ItemParams,
+    choose_dim,
+    fit,
+    fit_abilities,
+    fit_mixture,
+)
 
 
 def simulate(n_models: int, n_items: int, dim: int, seed: int):

@@ -36,9 +36,11 @@ def _items_scored(run) -> int:
     """Every item score the run computed: its candidates, and the estimator's response data."""
     per_candidate = sum(len(t["scores"]) for r in run.records if r.cached_from is None for t in r.tasks.values())
     responses = run.run_dir / "responses.jsonl"
-    upfront = sum(
-        sum(len(v) for v in json.loads(line)["tasks"].values()) for line in responses.read_text().splitlines()
-    ) if responses.exists() else 0
+    upfront = (
+        sum(sum(len(v) for v in json.loads(line)["tasks"].values()) for line in responses.read_text().splitlines())
+        if responses.exists()
+        else 0
+    )
     return per_candidate + upfront
 
 

@@ -24,11 +24,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.config import TaskConfig, close_matches, parse_plugin_options
-from mergekit_evo.errors import UserError
-from mergekit_evo.fingerprint import json_hash
-from mergekit_evo.merging import LoadedModel
-from mergekit_evo.tasks import TaskBackend
+from mergekit_evo import (
+    LoadedModel,
+    TaskBackend,
+    TaskConfig,
+    UserError,
+    close_matches,
+    json_hash,
+    parse_plugin_options,
+)
 
 
 class LmEvalOptions(BaseModel):
@@ -40,7 +44,9 @@ class LmEvalOptions(BaseModel):
     include_path: list[Path] = Field(default_factory=list, description="folders of your own lm-eval task YAMLs")
     test_task: str | None = Field(None, description="an lm-eval task scored once for the best merge, as held-out")
     metric: str | None = Field(None, description="the per-item metric used as fitness; default: the task's first")
-    filter: str | None = Field(None, description="which of the task's filters to read (generation tasks); default: the first")
+    filter: str | None = Field(
+        None, description="which of the task's filters to read (generation tasks); default: the first"
+    )
     num_fewshot: int | None = Field(None, ge=0)
     limit: int | None = Field(None, ge=1, description="only the first `limit` documents are items")
     apply_chat_template: bool = False
@@ -71,8 +77,8 @@ def vllm_usable() -> bool:
 class LmEvalTask(TaskBackend):
     """Any lm-eval-harness task (built-in by name, or your own YAMLs): per-item scores from its sample log."""
 
-    def __init__(self, config: TaskConfig):
-        super().__init__(config)
+    def __init__(self, *, config: TaskConfig):
+        super().__init__(config=config)
         field = f"tasks.{config.name}.options"
         self.options: LmEvalOptions = parse_plugin_options(LmEvalOptions, config.options, field)
         os.environ.setdefault("HF_DATASETS_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "0"))
@@ -105,7 +111,9 @@ class LmEvalTask(TaskBackend):
             with contextlib.redirect_stderr(io.StringIO()):  # datasets' progress bars
                 tasks = list(manager.load([name])["tasks"].values())
         except Exception as e:  # a task whose data cannot be read (offline, missing file) is a config problem
-            raise UserError(f"{field}: lm-eval could not load {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+            raise UserError(
+                f"{field}: lm-eval could not load {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}"
+            ) from None
         if len(tasks) != 1:
             raise UserError(f"{field}: {name!r} is a group of {len(tasks)} tasks; name one task per entry of `tasks`")
         self._apply_overrides(tasks[0])
@@ -128,10 +136,14 @@ class LmEvalTask(TaskBackend):
         better = self.task.higher_is_better()
         metric = self.options.metric or next(iter(better))
         if metric not in better:
-            raise UserError(f"{field}.metric: {self.name} reports no metric {metric!r}; {close_matches(metric, list(better))}")
+            raise UserError(
+                f"{field}.metric: {self.name} reports no metric {metric!r}; {close_matches(metric, list(better))}"
+            )
         if not better[metric]:
-            raise UserError(f"{field}.metric: {metric} is lower-is-better, and fitness is maximised; choose one of "
-                            + ", ".join(m for m, up in better.items() if up))
+            raise UserError(
+                f"{field}.metric: {metric} is lower-is-better, and fitness is maximised; choose one of "
+                + ", ".join(m for m, up in better.items() if up)
+            )
         return metric
 
     def _backend(self, field: str) -> str:
@@ -165,8 +177,12 @@ class LmEvalTask(TaskBackend):
         if self._lm is None or self._lm_model is not model.model:
             from lm_eval.models.huggingface import HFLM
 
-            self._lm = HFLM(pretrained=model.model, tokenizer=model.tokenizer, batch_size=self.config.batch_size,
-                            max_batch_size=self.config.batch_size)
+            self._lm = HFLM(
+                pretrained=model.model,
+                tokenizer=model.tokenizer,
+                batch_size=self.config.batch_size,
+                max_batch_size=self.config.batch_size,
+            )
             self._lm_model = model.model
         return self._lm
 
@@ -177,9 +193,13 @@ class LmEvalTask(TaskBackend):
         paths = tuple(str(p.resolve()) for p in self.options.include_path)
         with contextlib.redirect_stderr(io.StringIO()):  # lm-eval's per-call progress bars
             result = evaluate(
-                lm=self._language_model(model), task_dict=task_manager(paths, False).load([task]),
-                samples=None if indices is None else {name: list(indices)}, log_samples=True, bootstrap_iters=0,
-                apply_chat_template=self.options.apply_chat_template, fewshot_as_multiturn=True,
+                lm=self._language_model(model),
+                task_dict=task_manager(paths, False).load([task]),
+                samples=None if indices is None else {name: list(indices)},
+                log_samples=True,
+                bootstrap_iters=0,
+                apply_chat_template=self.options.apply_chat_template,
+                fewshot_as_multiturn=True,
             )
         samples = result["samples"][name]
         chosen = self.options.filter or samples[0]["filter"]

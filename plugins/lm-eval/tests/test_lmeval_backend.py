@@ -24,17 +24,31 @@ from mergekit_evo_lmeval.backend import LmEvalTask
 
 def _lm_eval_task(world, skill="math_a", split="search", **options):
     include = [str(world / "tasks" / "lm_eval")]
-    return LmEvalTask(TaskConfig(name=skill, backend="lm-eval", batch_size=64,
-                                 options={"task": f"tiny_{skill}_mc_{split}", "include_path": include, **options}))
+    return LmEvalTask(
+        config=TaskConfig(
+            name=skill,
+            backend="lm-eval",
+            batch_size=64,
+            options={"task": f"tiny_{skill}_mc_{split}", "include_path": include, **options},
+        )
+    )
 
 
 def _lm_eval_tasks(world):
     """The demo's two tasks, named as the tiny world's lm-eval YAMLs, with the held-out splits."""
     include = [str(world / "tasks" / "lm_eval")]
-    return [{"name": skill, "backend": "lm-eval",
-             "options": {"task": f"tiny_{skill}_mc_search", "test_task": f"tiny_{skill}_mc_test",
-                         "include_path": include}}
-            for skill in ("math_a", "facts_b")]
+    return [
+        {
+            "name": skill,
+            "backend": "lm-eval",
+            "options": {
+                "task": f"tiny_{skill}_mc_search",
+                "test_task": f"tiny_{skill}_mc_test",
+                "include_path": include,
+            },
+        }
+        for skill in ("math_a", "facts_b")
+    ]
 
 
 @pytest.mark.parametrize("model", ["models/lang_b", "models/base", "merges/task_arithmetic_1.0"])
@@ -42,7 +56,7 @@ def _lm_eval_tasks(world):
 def test_lm_eval_gives_the_native_backends_per_item_correctness(tiny_world, model, skill):
     loaded = load_model(tiny_world / model)
     through_lm_eval = _lm_eval_task(tiny_world, skill)
-    native = NativeTask(TaskConfig(name=skill, items=tiny_world / "tasks" / f"{skill}.search.jsonl"))
+    native = NativeTask(config=TaskConfig(name=skill, items=tiny_world / "tasks" / f"{skill}.search.jsonl"))
     assert through_lm_eval.item_ids == [str(i) for i in range(len(native.item_ids))]
     every = range(len(native.item_ids))
     ours, theirs = through_lm_eval.score(loaded, every), native.score(loaded, every)
@@ -53,9 +67,14 @@ def test_lm_eval_gives_the_native_backends_per_item_correctness(tiny_world, mode
 def test_generation_tasks_match_the_native_exact_match_too(tiny_world):
     loaded = load_model(tiny_world / "merges" / "task_arithmetic_1.0")
     include = [str(tiny_world / "tasks" / "lm_eval")]
-    through_lm_eval = LmEvalTask(TaskConfig(name="math_a", backend="lm-eval",
-                                            options={"task": "tiny_math_a_gen_search", "include_path": include}))
-    native = NativeTask(TaskConfig(name="math_a", mode="gen", items=tiny_world / "tasks" / "math_a.search.jsonl"))
+    through_lm_eval = LmEvalTask(
+        config=TaskConfig(
+            name="math_a", backend="lm-eval", options={"task": "tiny_math_a_gen_search", "include_path": include}
+        )
+    )
+    native = NativeTask(
+        config=TaskConfig(name="math_a", mode="gen", items=tiny_world / "tasks" / "math_a.search.jsonl")
+    )
     assert through_lm_eval.metric == "exact_match"
     ours, theirs = through_lm_eval.score(loaded, range(128)), native.score(loaded, range(128))
     np.testing.assert_array_equal(ours, theirs)
@@ -107,8 +126,9 @@ def test_the_wrapper_kept_over_the_resident_model_scores_each_candidates_weights
     scored = {}
     for merger in ("resident", "disk"):
         data = two_skill_config(tiny_world, max_evaluations=3, population=3)
-        data.update(tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}},
-                    merger=merger)
+        data.update(
+            tasks=_lm_eval_tasks(tiny_world), estimator={"name": "subsample", "options": {"k": 16}}, merger=merger
+        )
         Evolution.start(parse_config(data, tiny_world), tmp_path / merger, log=lambda _: None).run(progress=False)
         scored[merger] = [(r.merge_yaml, r.tasks) for r in RunStore(tmp_path / merger).records()]
     assert scored["resident"] == scored["disk"]
@@ -131,7 +151,10 @@ def test_limit_keeps_the_first_documents(tiny_world):
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        ({"task": "tiny_math_a_mc_serch"}, ["tasks.math_a.options.task", "lm-eval has no task", "tiny_math_a_mc_search"]),
+        (
+            {"task": "tiny_math_a_mc_serch"},
+            ["tasks.math_a.options.task", "lm-eval has no task", "tiny_math_a_mc_search"],
+        ),
         ({"metric": "f1"}, ["tasks.math_a.options.metric", "reports no metric 'f1'", "acc"]),
         ({"fewshot": 2}, ["tasks.math_a.options.fewshot: unknown option", "num_fewshot"]),
         ({"model": "vllm"}, ["tasks.math_a.options.model", "vllm"]),
@@ -141,7 +164,7 @@ def test_limit_keeps_the_first_documents(tiny_world):
 def test_bad_task_options_are_refused_in_one_line(tiny_world, options, words):
     base = {"task": "tiny_math_a_mc_search", "include_path": [str(tiny_world / "tasks" / "lm_eval")]}
     with pytest.raises(UserError) as e:
-        LmEvalTask(TaskConfig(name="math_a", backend="lm-eval", options={**base, **options}))
+        LmEvalTask(config=TaskConfig(name="math_a", backend="lm-eval", options={**base, **options}))
     message = str(e.value)
     assert all(w in message for w in words), message
     assert "\n" not in message
@@ -155,8 +178,13 @@ def test_an_unknown_task_name_is_one_line_from_the_cli_with_close_matches(tiny_w
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     exe = str(Path(sys.executable).parent / "mergekit-evo")
-    result = subprocess.run([exe, "run", str(path), "--run-dir", str(tmp_path / "run")], capture_output=True,
-                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    result = subprocess.run(
+        [exe, "run", str(path), "--run-dir", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

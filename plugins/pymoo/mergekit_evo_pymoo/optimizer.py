@@ -38,21 +38,39 @@ from pymoo.problems.static import StaticProblem
 from pymoo.util.ref_dirs import get_reference_directions
 from scipy.stats import qmc
 
-from mergekit_evo.config import close_matches
-from mergekit_evo.errors import UserError
-from mergekit_evo.optimizers import Optimizer
+from mergekit_evo import Optimizer, UserError, close_matches
 
 FIELD = "optimizer.options"
 # Constructor arguments this plugin sets itself (population, start, run control) or that make no sense from YAML.
 MANAGED = {
-    "pop_size", "sampling", "termination", "output", "display", "callback", "archive", "verbose", "seed",
-    "evaluator", "save_history", "return_least_infeasible", "mating", "survival", "selection", "repair",
+    "pop_size",
+    "sampling",
+    "termination",
+    "output",
+    "display",
+    "callback",
+    "archive",
+    "verbose",
+    "seed",
+    "evaluator",
+    "save_history",
+    "return_least_infeasible",
+    "mating",
+    "survival",
+    "selection",
+    "repair",
     "advance_after_initial_infill",
 }
 MANAGED_HINT = "use optimizer.population for the population, budget for termination and the run's seed"
 # Operators a config can name, as `crossover: sbx` or `crossover: {name: sbx, eta: 20}`.
 OPERATORS: dict[str, dict[str, type]] = {
-    "crossover": {"sbx": SBX, "ux": UniformCrossover, "pcx": PCX, "1px": SinglePointCrossover, "2px": TwoPointCrossover},
+    "crossover": {
+        "sbx": SBX,
+        "ux": UniformCrossover,
+        "pcx": PCX,
+        "1px": SinglePointCrossover,
+        "2px": TwoPointCrossover,
+    },
     "mutation": {"pm": PM, "gauss": GaussianMutation},
     "decomposition": {"tchebicheff": Tchebicheff, "pbi": PBI, "asf": ASF, "weighted-sum": WeightedSum},
 }
@@ -129,11 +147,22 @@ class PymooOptimizer(Optimizer):
         if "ref_dirs" in options and not isinstance(options["ref_dirs"], dict):
             raise UserError(f"{FIELD}.ref_dirs: give a mapping such as {{method: das-dennis, n_partitions: 12}}")
 
-    def __init__(self, dim: int, n_objectives: int, seed: int, population: int, options: dict, x0: np.ndarray,
-                 steps: np.ndarray | None = None):
+    def __init__(
+        self,
+        *,
+        dim: int,
+        n_objectives: int,
+        seed: int,
+        population: int,
+        options: dict,
+        x0: np.ndarray,
+        steps: np.ndarray | None = None,
+    ):
         # pymoo's options are checked against its constructors' signatures, not a pydantic model
         self.check_options(options, n_objectives)
-        super().__init__(dim, n_objectives, seed, population, {}, x0, steps)
+        super().__init__(
+            dim=dim, n_objectives=n_objectives, seed=seed, population=population, options={}, x0=x0, steps=steps
+        )
         self.pymoo_options = dict(options)
         self.told: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending = None
@@ -265,6 +294,10 @@ class MOEADOptimizer(PymooOptimizer):
 
 
 OPTIMIZERS: dict[str, type[PymooOptimizer]] = {
-    "ga": GAOptimizer, "de": DEOptimizer, "pso": PSOOptimizer,
-    "nsga2": NSGA2Optimizer, "nsga3": NSGA3Optimizer, "moead": MOEADOptimizer,
+    "ga": GAOptimizer,
+    "de": DEOptimizer,
+    "pso": PSOOptimizer,
+    "nsga2": NSGA2Optimizer,
+    "nsga3": NSGA3Optimizer,
+    "moead": MOEADOptimizer,
 }

@@ -18,7 +18,13 @@ from mergekit_evo.pareto import non_dominated
 from mergekit_evo.plugins import registry
 from mergekit_evo.runs import RunStore, best_record
 from mergekit_evo.search import Evolution
-from mergekit_evo.testing import asks_after_resume, distance_objective, final_best, front_quality, interrupted_copy
+from mergekit_evo.testing import (
+    asks_after_resume,
+    distance_objective,
+    final_best,
+    front_quality,
+    interrupted_copy,
+)
 from mergekit_evo_pymoo.optimizer import OPTIMIZERS
 
 SEEDS = range(5)
@@ -45,17 +51,15 @@ def test_multi_objective_search_covers_more_of_the_front_than_random_search(name
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_a_restored_checkpoint_proposes_exactly_the_uninterrupted_candidates(name):
     n_objectives = 2 if OPTIMIZERS[name].multi_objective else 1
-    optimizer = OPTIMIZERS[name](5, n_objectives, 3, 8, {}, np.full(5, 0.5))
-    straight, resumed = asks_after_resume(
-        optimizer, distance_objective(5, 3, n_objectives), generations=7, resume_at=3
-    )
+    optimizer = OPTIMIZERS[name](dim=5, n_objectives=n_objectives, seed=3, population=8, options={}, x0=np.full(5, 0.5))
+    straight, resumed = asks_after_resume(optimizer, distance_objective(5, 3, n_objectives), generations=7, resume_at=3)
     assert len(resumed) == 4
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a, b)
 
 
 def test_a_checkpoint_taken_between_ask_and_tell_restores_the_asked_generation():
-    optimizer = OPTIMIZERS["ga"](4, 1, 0, 6, {}, np.full(4, 0.5))
+    optimizer = OPTIMIZERS["ga"](dim=4, n_objectives=1, seed=0, population=6, options={}, x0=np.full(4, 0.5))
     asked = optimizer.ask()
     restored = pickle.loads(pickle.dumps(optimizer))
     restored.tell(asked, np.ones((len(asked), 1)))  # must not raise: the pending generation was rebuilt
@@ -66,32 +70,48 @@ def test_a_checkpoint_taken_between_ask_and_tell_restores_the_asked_generation()
 def test_the_first_generation_holds_the_initial_point_and_stays_in_bounds():
     x0 = np.array([0.1, 0.9, 0.3])
     for name in ("ga", "de", "pso", "nsga2"):
-        xs = OPTIMIZERS[name](3, 1, 0, 10, {}, x0).ask()
+        xs = OPTIMIZERS[name](dim=3, n_objectives=1, seed=0, population=10, options={}, x0=x0).ask()
         assert xs.shape == (10, 3)
         assert (xs >= 0).all() and (xs <= 1).all()
         assert any(np.allclose(x, x0) for x in xs), name
 
 
 def test_failed_candidates_do_not_break_the_search():
-    optimizer = OPTIMIZERS["nsga2"](3, 2, 0, 4, {}, np.full(3, 0.5))
+    optimizer = OPTIMIZERS["nsga2"](dim=3, n_objectives=2, seed=0, population=4, options={}, x0=np.full(3, 0.5))
     xs = optimizer.ask()
     optimizer.tell(xs, np.array([[np.nan, np.nan], [0.2, 0.1], [np.nan, np.nan], [0.9, 0.3]]))
     assert np.isfinite(optimizer.ask()).all()
 
 
 def test_pymoo_options_reach_the_algorithm():
-    ga = OPTIMIZERS["ga"](4, 1, 0, 6, {"crossover": {"name": "sbx", "eta": 3, "prob": 0.7}, "mutation": "gauss"}, np.full(4, 0.5))
+    ga = OPTIMIZERS["ga"](
+        dim=4,
+        n_objectives=1,
+        seed=0,
+        population=6,
+        options={"crossover": {"name": "sbx", "eta": 3, "prob": 0.7}, "mutation": "gauss"},
+        x0=np.full(4, 0.5),
+    )
     assert type(ga.algo.mating.crossover).__name__ == "SBX"
     assert float(ga.algo.mating.crossover.eta.value) == 3
     assert type(ga.algo.mating.mutation).__name__ == "GaussianMutation"
-    de = OPTIMIZERS["de"](4, 1, 0, 6, {"variant": "DE/rand/1/exp", "CR": 0.9}, np.full(4, 0.5))
+    de = OPTIMIZERS["de"](
+        dim=4, n_objectives=1, seed=0, population=6, options={"variant": "DE/rand/1/exp", "CR": 0.9}, x0=np.full(4, 0.5)
+    )
     assert de.algo is not None
-    nsga3 = OPTIMIZERS["nsga3"](4, 3, 0, 12, {"ref_dirs": {"method": "das-dennis", "n_partitions": 3}}, np.full(4, 0.5))
+    nsga3 = OPTIMIZERS["nsga3"](
+        dim=4,
+        n_objectives=3,
+        seed=0,
+        population=12,
+        options={"ref_dirs": {"method": "das-dennis", "n_partitions": 3}},
+        x0=np.full(4, 0.5),
+    )
     assert nsga3.algo.ref_dirs.shape == (10, 3)  # C(3 + 2, 2) directions for three objectives
 
 
 def test_moead_has_one_individual_per_reference_direction():
-    optimizer = OPTIMIZERS["moead"](4, 2, 0, 10, {}, np.full(4, 0.5))
+    optimizer = OPTIMIZERS["moead"](dim=4, n_objectives=2, seed=0, population=10, options={}, x0=np.full(4, 0.5))
     assert len(optimizer.algo.ref_dirs) == 10
     xs = optimizer.ask()
     assert len(xs) == 10
@@ -160,9 +180,7 @@ def test_a_multi_objective_run_returns_a_non_dominated_front_of_runnable_recipes
     assert non_dominated(points).all()
     assert len({tuple(f.objectives) for f in front}) == len(front)  # distinct trade-offs, each once
     for r in records:  # every candidate is dominated by one on the front, or repeats its scores
-        assert any(
-            all(a >= b for a, b in zip(f.objectives, r.objectives)) for f in front
-        ), r.objectives
+        assert any(all(a >= b for a, b in zip(f.objectives, r.objectives)) for f in front), r.objectives
     lines = [json.loads(line) for line in (pareto_run.run_dir / "pareto.jsonl").read_text().splitlines()]
     assert [line["index"] for line in lines] == [r.index for r in front]
     assert set(lines[0]["objectives"]) == {"math_a", "facts_b"}
@@ -203,7 +221,9 @@ def test_an_option_the_plugin_sets_itself_says_what_to_use_instead():
 
 
 def test_moead_takes_a_named_decomposition():
-    optimizer = OPTIMIZERS["moead"](3, 2, 0, 6, {"decomposition": "pbi"}, np.full(3, 0.5))
+    optimizer = OPTIMIZERS["moead"](
+        dim=3, n_objectives=2, seed=0, population=6, options={"decomposition": "pbi"}, x0=np.full(3, 0.5)
+    )
     assert type(optimizer.algo.decomposition).__name__ == "PBI"
 
 
@@ -216,8 +236,13 @@ def test_the_multi_objective_demo_prints_the_front_and_best_picks_by_one_objecti
     exe = str(Path(sys.executable).parent / "mergekit-evo")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     run_dir = tmp_path / "demo"
-    demo = subprocess.run([exe, "demo", "--multi-objective", "--max-evaluations", "4", "--run-dir", str(run_dir)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    demo = subprocess.run(
+        [exe, "demo", "--multi-objective", "--max-evaluations", "4", "--run-dir", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert demo.returncode == 0, demo.stderr
     assert "optimizer `nsga2`" in demo.stdout and "Pareto front" in demo.stdout
     front = [json.loads(line) for line in (run_dir / "pareto.jsonl").read_text().splitlines()]
