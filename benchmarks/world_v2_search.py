@@ -26,6 +26,7 @@ import time
 import numpy as np
 import torch
 
+from mergekit_evo.tiny_world.language import NAMES  # the same 32 names, in the same order
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
 A2B = {
@@ -63,10 +64,6 @@ A2B = {
 }
 COLORS = ["red", "blue", "green", "yellow", "black", "white"]
 PLACES = ["sea", "forest", "river", "mountain", "desert", "cave"]
-NAMES = (
-    "Ami Ben Cai Dov Eli Fay Gus Hal Ivo Jun Kai Lev Mia Ned Oto Pia Rex Sol Tia Uma Vic Wes Xia Yul Zed Abe "
-    "Bea Cid Dax Eve Fio Gil"
-).split()
 OPS = {"plus": lambda x, y: x + y, "minus": lambda x, y: x - y, "times": lambda x, y: x * y}
 
 

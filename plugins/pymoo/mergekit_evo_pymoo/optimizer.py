@@ -147,22 +147,10 @@ class PymooOptimizer(Optimizer):
         if "ref_dirs" in options and not isinstance(options["ref_dirs"], dict):
             raise UserError(f"{FIELD}.ref_dirs: give a mapping such as {{method: das-dennis, n_partitions: 12}}")
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        n_objectives: int,
-        seed: int,
-        population: int,
-        options: dict,
-        x0: np.ndarray,
-        steps: np.ndarray | None = None,
-    ):
+    def __init__(self, *, options: dict, **run: Any):
         # pymoo's options are checked against its constructors' signatures, not a pydantic model
-        self.check_options(options, n_objectives)
-        super().__init__(
-            dim=dim, n_objectives=n_objectives, seed=seed, population=population, options={}, x0=x0, steps=steps
-        )
+        self.check_options(options, run["n_objectives"])
+        super().__init__(options={}, **run)
         self.pymoo_options = dict(options)
         self.told: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending = None
