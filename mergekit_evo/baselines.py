@@ -24,7 +24,8 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
     spec = method_spec(method)
     if spec.contract.base.value == "required" and not config.base_model:
         return None
-    per_model, shared = {}, {}
+    per_model: dict[str, object] = {}
+    shared: dict[str, object] = {}
     for p in spec.parameters:
         target = per_model if p.scope.value in ("input", "non_base") else shared
         if p.name in fixed and method == config.merge_method:

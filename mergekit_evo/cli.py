@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import os
-
-# PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when this is set; it reads it
-# once, at its first allocation, so it is set before anything imports torch. A merge allocates several model-sized
-# temporaries per candidate, and with 4 KB pages their page faults cost a fifth to a quarter of a CPU merge's time
-# (see the README's Performance section). A user's own setting, 0 included, wins.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
-
 import sys
 from pathlib import Path
 
@@ -90,7 +83,7 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
         WorldSpec,
         ensure_world,
         format_table,
-        load_manifest,
+        world_manifest,
     )
 
     _quiet_libraries()
@@ -99,7 +92,7 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     except ValidationError as e:
         raise UserError(format_validation_error(e, as_flag=True)) from None
     path = ensure_world(directory, spec, force=force, log=click.echo)
-    click.echo(format_table(load_manifest(path)))
+    click.echo(format_table(world_manifest(path)))
     click.echo(f"tiny world ready at {path}")
 
 
@@ -147,7 +140,7 @@ def _start_or_resume(make_evolution, run_dir: Path, progress: bool = True) -> No
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path),
-    help="Where to record the run (default: the config's run_dir, else runs/<config name>).",
+    help="Where to record the run, relative to the working directory (default: the config's run_dir, relative to the config file, else runs/<config name>).",
 )
 @click.option("--max-evaluations", type=int, help="Override budget.max_evaluations.")
 @click.option("--seed", type=int, help="Override the config's seed.")
@@ -230,11 +223,11 @@ def demo(
     from mergekit_evo.runs import RunStore
     from mergekit_evo.search import Evolution
     from mergekit_evo.tiny_world import ensure_world
-    from mergekit_evo.tiny_world.build import format_table, load_manifest
+    from mergekit_evo.tiny_world.build import format_table, world_manifest
 
     _quiet_libraries()
     world = ensure_world(log=click.echo)
-    click.echo(format_table(load_manifest(world)))
+    click.echo(format_table(world_manifest(world)))
     run_dir = run_dir or Path("runs/demo-pareto" if multi_objective else "runs/demo")
     if optimizer is None:
         optimizer = "nsga2" if multi_objective else ("cma" if "cma" in registry().names("optimizers") else "random")
@@ -303,7 +296,8 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
         reproduce_command,
         write_candidate_model,
     )
-    from mergekit_evo.runs import RunStore, best_record, score_by
+    from mergekit_evo.ranking import best_record, score_by
+    from mergekit_evo.runs import RunStore
 
     store, cfg = RunStore.open(run_dir, log=lambda line: click.echo(line, err=True))
     by = by or cfg.best_by
@@ -341,6 +335,11 @@ def check_model_target(folder: Path, force: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when this is set; it reads
+    # it once, at its first allocation, so it is set here, before any command imports torch. A merge allocates
+    # several model-sized temporaries per candidate, and with 4 KB pages their page faults cost a fifth to a
+    # quarter of a CPU merge's time (see the README's Performance section). A user's own setting, 0 included, wins.
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
         cli.main(args=argv, standalone_mode=False)
     except UserError as e:

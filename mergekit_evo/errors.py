@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class UserError(Exception):
@@ -21,6 +21,12 @@ def close_matches(name: str, valid: list[str]) -> str:
     near = difflib.get_close_matches(name, valid, n=3)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
     return f"valid: {', '.join(sorted(valid))}{hint}"
+
+
+class NoOptions(BaseModel):
+    """The options of a plugin that takes none: any key is refused."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 Options = TypeVar("Options", bound=BaseModel)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import zlib
 from abc import ABC
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo.errors import UserError, parse_plugin_options
+from mergekit_evo.errors import NoOptions, UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.responses import ResponseSource
 
@@ -29,11 +30,11 @@ class Estimator(ABC):
     item and average.
     """
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
 
     def __init__(self, *, options: dict, seed: int):
-        self.options = parse_plugin_options(self.Options, options, "estimator.options")
+        # typed Any: each subclass reads the fields of its own `Options`
+        self.options: Any = parse_plugin_options(self.Options, options, "estimator.options")
         self.seed = seed
 
     def task_rng(self, task: str) -> np.random.Generator:

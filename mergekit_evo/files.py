@@ -45,7 +45,7 @@ class LogRead(Generic[Row]):
     torn_bytes: int = 0
 
 
-def read_jsonl(path: Path, parse: Callable[[object], Row]) -> LogRead[Row]:
+def read_jsonl(path: Path, parse: Callable[[dict], Row]) -> LogRead[Row]:
     """Read an append-only JSON-lines log through `parse`, without writing to it."""
     result: LogRead[Row] = LogRead()
     if not Path(path).exists():

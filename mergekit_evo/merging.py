@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,8 +39,8 @@ class LoadedModel:
     reference when this is one of the run's input models, None for a merged candidate.
     """
 
-    model: object
-    tokenizer: object
+    model: Any  # a transformers PreTrainedModel (or whatever a plugin's backend scores)
+    tokenizer: Any
     path: Path | None = None
     source: str | None = None
 
@@ -149,7 +149,7 @@ def write_candidate_model(merge_yaml: str, seed: int, device: str, out_dir: Path
     return f"merged model written to {out_dir}{note}"
 
 
-def reproduce_command(seed: int, device: str, recipe: str = "best.yaml") -> str:
+def reproduce_command(seed: int, device: str, recipe: str) -> str:
     """The mergekit-yaml line that writes a candidate's exact tensors from its YAML (the seed matters to DARE/DELLA)."""
     on_device = f" --device {device}" if device != "cpu" else ""
     return f"mergekit-yaml {recipe} OUT --random-seed {seed}{on_device}"

@@ -8,6 +8,7 @@ the same conventions as lm-eval means a task gives the same per-item answers thr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def score_generation(
         for row, x in enumerate(ids):
             input_ids[row, width - len(x) :] = torch.tensor(x)
             mask[row, width - len(x) :] = 1
-        generated = model.generate(
+        generated = cast(Any, model).generate(  # torch's Module.__getattr__ hides generate from type checkers
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
@@ -99,7 +100,7 @@ def score_generation(
             eos_token_id=tokenizer.eos_token_id,
         )
         for row, item in enumerate(chunk):
-            text = tokenizer.decode(generated[row, width:], skip_special_tokens=True)
+            text = str(tokenizer.decode(generated[row, width:], skip_special_tokens=True))
             scores[start + row] = float(text.strip() == (item.target or "").strip())
     return scores
 

@@ -8,12 +8,12 @@ pickled with the run after each generation, and a resumed run must propose exact
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from mergekit_evo.errors import parse_plugin_options
+from mergekit_evo.errors import NoOptions, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 
 
@@ -29,8 +29,7 @@ class Optimizer(ABC):
 
     multi_objective = False
 
-    class Options(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
 
     def __init__(
         self,
@@ -47,7 +46,8 @@ class Optimizer(ABC):
         self.n_objectives = n_objectives
         self.seed = seed
         self.population = population
-        self.options = parse_plugin_options(self.Options, options, "optimizer.options")
+        # typed Any: each subclass reads the fields of its own `Options`
+        self.options: Any = parse_plugin_options(self.Options, options, "optimizer.options")
         self.x0 = np.asarray(x0, dtype=float)
         # Grid spacing of each coordinate in the unit cube, 0 where continuous. The genome snaps values to the grid
         # itself; an optimizer may use this to keep its steps from shrinking below one grid cell.
@@ -85,24 +85,6 @@ class RandomSearch(Optimizer):
 
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
         self.generation += 1
-
-
-def maximize(optimizer: Optimizer, objective: Callable[[np.ndarray], np.ndarray], evaluations: int) -> list[float]:
-    """Drive an optimizer on a plain function of the unit cube, as a run would: for tests and benchmarks of plugins.
-
-    `objective` maps one point to its objective vector (NaN for a failure). Returns the best first objective after
-    each evaluation, so two optimizers can be compared at the same budget.
-    """
-    trace: list[float] = []
-    best = -np.inf
-    while len(trace) < evaluations:
-        xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
-        fitness = np.array([np.atleast_1d(objective(x)) for x in xs], dtype=float)
-        optimizer.tell(xs, fitness)
-        for f in fitness[:, 0]:
-            best = max(best, f) if np.isfinite(f) else best
-            trace.append(best)
-    return trace[:evaluations]
 
 
 @hookimpl

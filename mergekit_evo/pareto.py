@@ -17,7 +17,7 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
     at_least = (points[:, None, :] >= points[None, :, :]).all(axis=2)
     better = (points[:, None, :] > points[None, :, :]).any(axis=2)
     dominated_by = at_least & better  # [i, j]: row i dominates row j
-    return ~dominated_by.any(axis=0)
+    return np.asarray(~dominated_by.any(axis=0))
 
 
 def pareto_front(records: list[CandidateRecord]) -> list[CandidateRecord]:
@@ -30,12 +30,12 @@ def pareto_front(records: list[CandidateRecord]) -> list[CandidateRecord]:
     for r in records:
         if r.ok and r.objectives is not None:
             unique.setdefault(tuple(r.objectives), r)
-    scored = list(unique.values())
-    if not scored:
+    if not unique:
         return []
-    mask = non_dominated(np.array([r.objectives for r in scored]))
-    front = [r for r, keep in zip(scored, mask) if keep]
-    return sorted(front, key=lambda r: (-r.objectives[0], r.index))
+    points = list(unique)
+    mask = non_dominated(np.array(points))
+    front = [(point, unique[point]) for point, keep in zip(points, mask) if keep]
+    return [r for _, r in sorted(front, key=lambda pr: (-pr[0][0], pr[1].index))]
 
 
 def write_front(store: RunStore, front: list[CandidateRecord], objective_names: list[str]) -> None:
@@ -47,7 +47,7 @@ def write_front(store: RunStore, front: list[CandidateRecord], objective_names: 
         lines.append(
             {
                 "index": r.index,
-                "objectives": dict(zip(objective_names, r.objectives)),
+                "objectives": dict(zip(objective_names, r.objectives or [])),
                 "fitness": r.fitness,
                 "genes": r.genes,
                 "yaml": f"{RunStore.PARETO_DIR}/{name}",

@@ -70,10 +70,20 @@ class Registry:
         return self.factories[kind][name]
 
 
-_manager: pluggy.PluginManager | None = None
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus what loading the entry points found: each plugin's distribution, and the failures."""
+
+    def __init__(self) -> None:
+        super().__init__(GROUP)
+        self.add_hookspecs(hookspecs)
+        self.distributions: dict[str, str] = {}  # plugin name -> the distribution that provided it
+        self.failed_plugins: dict[str, str] = {}  # entry-point name -> why it did not load
 
 
-def _distribution_of(pm: pluggy.PluginManager, plugin) -> str:
+_manager: PluginManager | None = None
+
+
+def _distribution_of(pm: PluginManager, plugin) -> str:
     """Entry-point plugins carry the distribution recorded when they were loaded; others are built-in or in code."""
     name = pm.get_name(plugin)
     if name in pm.distributions:
@@ -81,15 +91,12 @@ def _distribution_of(pm: pluggy.PluginManager, plugin) -> str:
     return "mergekit-evo (built-in)" if name in BUILTINS else "(registered in code)"
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def get_plugin_manager() -> PluginManager:
     """The one plugin manager, built on first use; a plugin that fails to import is reported, not fatal."""
     global _manager
     if _manager is not None:
         return _manager
-    pm = pluggy.PluginManager(GROUP)
-    pm.add_hookspecs(hookspecs)
-    pm.failed_plugins = {}
-    pm.distributions = {}
+    pm = PluginManager()
     for ep in importlib.metadata.entry_points(group=GROUP):
         try:
             pm.register(ep.load(), name=ep.name)
@@ -103,9 +110,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def registry(pm: pluggy.PluginManager | None = None) -> Registry:
+def registry(pm: PluginManager | None = None) -> Registry:
     pm = pm or get_plugin_manager()
-    reg = Registry(failed=dict(getattr(pm, "failed_plugins", {})))
+    reg = Registry(failed=dict(pm.failed_plugins))
     for kind in KINDS:
         hook = getattr(pm.hook, f"register_{kind}")
         for impl in hook.get_hookimpls():

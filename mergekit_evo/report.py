@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.merging import reproduce_command
-from mergekit_evo.runs import CandidateRecord
+from mergekit_evo.runs import CandidateRecord, RunStore
 
 if TYPE_CHECKING:
     from mergekit_evo.search import RunResult
@@ -23,7 +23,7 @@ def best_by_generation(records: list[CandidateRecord]) -> list[float]:
     out: list[float] = []
     best = float("-inf")
     for generation in sorted({r.generation for r in records}):
-        scored = [r.fitness for r in records if r.generation == generation and r.ok]
+        scored = [r.fitness for r in records if r.generation == generation and r.ok and r.fitness is not None]
         best = max([best, *scored])
         out.append(best)
     return out
@@ -138,7 +138,7 @@ def report(result: RunResult, config: EvolveConfig) -> str:
             "|" + " --- |" * (len(names) + 2),
         ]
         lines += [
-            f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives) + f" | {r.fitness:.4f} |"
+            f"| {r.index} | " + " | ".join(f"{v:.4f}" for v in r.objectives or []) + f" | {r.fitness:.4f} |"
             for r in result.pareto
         ]
     best = result.best
@@ -146,7 +146,7 @@ def report(result: RunResult, config: EvolveConfig) -> str:
         lines += [
             "",
             "Chosen recipe (`best.yaml`, runs unchanged with `mergekit-yaml best.yaml OUT`; "
-            f"`{reproduce_command(best.seed, best.device)}` gives exactly the scored tensors):",
+            f"`{reproduce_command(best.seed, best.device, RunStore.BEST)}` gives exactly the scored tensors):",
             "",
             "```yaml",
             best.merge_yaml.rstrip(),

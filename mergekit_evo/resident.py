@@ -87,6 +87,7 @@ class ResidentMerger(Merger):
     def describe(self) -> str:
         """One line for the run's log: where candidates are merged, and why."""
         if self.fallback is not None:
+            assert self.plan is not None  # a fallback is chosen only from a plan
             return (
                 f"merger: resident would not fit, it {self.plan.describe()}; merging on disk instead, on "
                 f"{self.fallback.device}"
@@ -110,6 +111,7 @@ class ResidentMerger(Merger):
             with torch.device(self.device):
                 model = AutoModelForCausalLM.from_config(out_config, dtype=dtype)
             self._model, self._model_config = model.eval(), out_config
+        assert self._model is not None
         return self._model
 
     def _load(self, task) -> torch.Tensor | None:
@@ -237,6 +239,7 @@ class _ModelWriter:
         self.destinations: dict[str, torch.Tensor | None] = {}
         seen: set[int] = set()
         for name in model.state_dict():
+            target: torch.Tensor
             try:
                 target = model.get_parameter(name)
             except AttributeError:  # a persistent buffer

@@ -114,8 +114,8 @@ class RunResponses(ResponseSource):
         scores = self._collect(keys, lambda i: self._score_source(self._refs[i]), "input models")
         missing = [ref for ref, s in zip(self._refs, scores) if s is None]
         if missing:
-            raise RuntimeError(f"input model {missing[0]} could not be scored; see {self.path}")
-        return dict(zip(self._refs, scores))
+            raise RuntimeError(f"input model {missing[0]} could not be scored; see {self.store.responses_path}")
+        return {ref: s for ref, s in zip(self._refs, scores) if s is not None}
 
     def merges(self, points: np.ndarray) -> list[Scores | None]:
         points = np.asarray(points, dtype=float)
@@ -153,7 +153,7 @@ class StaticResponses(ResponseSource):
         return self._endpoints
 
     def merges(self, points: np.ndarray) -> list[Scores | None]:
-        out = []
+        out: list[Scores | None] = []
         for x in np.asarray(points, dtype=float):
             key = point_key(x)
             if key not in self._merges:

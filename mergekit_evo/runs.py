@@ -245,7 +245,7 @@ class RunStore:
 
     # -------------------------------------------------------------------------------- append-only logs
 
-    def read_log(self, path: Path, parse: Callable[[object], Any]) -> LogRead:
+    def read_log(self, path: Path, parse: Callable[[dict], Any]) -> LogRead:
         """A log's rows; each unreadable line is reported once per store, with its number, and skipped, never removed."""
         result = read_jsonl(path, parse)
         for bad in result.bad:
@@ -345,20 +345,3 @@ class RunStore:
 
     def save_estimator_state(self, name: str, data: Any) -> None:
         self.write_text(f"{self.ESTIMATOR}/{name}.json", json.dumps(data))
-
-
-def score_by(record: CandidateRecord, by: str = "weighted") -> float:
-    """A candidate's score under a best-selection rule: its weighted fitness, or one task's estimate."""
-    return record.fitness if by == "weighted" else record.tasks[by]["estimate"]
-
-
-def ranked(records: list[CandidateRecord], by: str = "weighted") -> list[CandidateRecord]:
-    """The scored candidates, best first under the rule `by` ('weighted' or a task name); ties go to the earliest."""
-    scored = [r for r in records if r.ok and r.fitness is not None and (by == "weighted" or by in r.tasks)]
-    return sorted(scored, key=lambda r: (-score_by(r, by), r.index))
-
-
-def best_record(records: list[CandidateRecord], by: str = "weighted") -> CandidateRecord | None:
-    """The best scored candidate under the rule `by`; ties go to the earliest."""
-    order = ranked(records, by)
-    return order[0] if order else None

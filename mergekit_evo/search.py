@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -31,9 +32,10 @@ from mergekit_evo.plugins import (
     registry,
 )
 from mergekit_evo.preflight import check_inputs
+from mergekit_evo.ranking import best_record, ranked, score_by
 from mergekit_evo.report import report
 from mergekit_evo.responses import RunResponses
-from mergekit_evo.runs import CandidateRecord, RunStore, best_record, ranked, score_by
+from mergekit_evo.runs import CandidateRecord, RunStore
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
 from mergekit_evo.validation import HeldBack, with_validation
@@ -222,8 +224,9 @@ class Evolution:
     def _objectives(self, tasks: dict[str, dict]) -> tuple[list[float], float]:
         estimates = {name: tasks[name]["estimate"] for name in self.tasks}
         fitness = self._weighted_mean(estimates)
+        assert fitness is not None  # the config refuses task weights that sum to 0
         objectives = [fitness] if self.config.objectives == "weighted" else [estimates[n] for n in self.tasks]
-        return objectives, float(fitness)
+        return objectives, fitness
 
     def _full_scores(self, model: LoadedModel, splits: tuple[str, ...] = ("validation", "heldout")) -> dict:
         """Per-item scores on every validation and held-out item: {"validation": {task: [...]}, "heldout": {...}}."""
@@ -418,7 +421,11 @@ class Evolution:
         """A candidate's score on validation under `best_by`; a task without validation items keeps its estimate."""
         scores = {**{n: t["estimate"] for n, t in record.tasks.items()}, **validation}
         by = self.config.best_by
-        return scores[by] if by != "weighted" else self._weighted_mean(scores)
+        if by != "weighted":
+            return scores[by]
+        fitness = self._weighted_mean(scores)
+        assert fitness is not None  # the config refuses task weights that sum to 0
+        return fitness
 
     def choose(self, records: list[CandidateRecord]) -> tuple[CandidateRecord | None, list[dict]]:
         """The final merge: the best by search fitness, or, when a task has validation items, the best on them among
@@ -433,7 +440,7 @@ class Evolution:
         if not finalists_by_search:
             return None, []
         cache = self.store.read_json(RunStore.VALIDATION) or {}
-        finalists = []
+        finalists: list[dict[str, Any]] = []
         for r in finalists_by_search:
             if str(r.index) not in cache:
                 self.log(f"scoring candidate {r.index} on the validation items")
@@ -479,8 +486,8 @@ class Evolution:
             return None
         others = {f"input model {model_label(ref)}": p for ref, p in parents.items()}
         others.update({f"baseline {name}": b for name, b in baselines.items() if "heldout" in b})
-        scored = {label: self._weighted_mean(o["heldout"]) for label, o in others.items()}
-        scored = {label: f for label, f in scored.items() if f is not None}
+        means = {label: self._weighted_mean(o["heldout"]) for label, o in others.items()}
+        scored = {label: f for label, f in means.items() if f is not None}
         if not scored:
             return None
         label, theirs = max(scored.items(), key=lambda kv: kv[1])

@@ -1,5 +1,8 @@
 """Test support for mergekit-evo and its plugins: the tiny world as a pytest fixture, and an interrupted run.
 
+The optimizer benchmarks that plugin tests use (`final_best`, `front_quality`, `asks_after_resume`) are in
+`mergekit_evo.optimizer_checks`, which needs no pytest.
+
 A plugin's own tests use it with one line in their conftest.py:
 
     from mergekit_evo.testing import tiny_world  # noqa: F401  (the fixture)
@@ -57,110 +60,3 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
         (into / result).unlink(missing_ok=True)
     shutil.rmtree(into / RunStore.PARETO_DIR, ignore_errors=True)
     return into
-
-
-# ------------------------------------------------------------------------------------------ optimizer plugins
-
-
-def _targets(dim: int, seed: int, n_objectives: int):
-    import numpy as np
-
-    return np.random.default_rng(1000 + seed).uniform(0.1, 0.9, (n_objectives, dim))
-
-
-def distance_objective(dim: int, seed: int, n_objectives: int = 1):
-    """A cheap stand-in for merge fitness: minus the squared distance to hidden targets, one per objective.
-
-    With two or more objectives the targets differ, so the objectives conflict and there is a real Pareto front.
-    """
-    import numpy as np
-
-    targets = _targets(dim, seed, n_objectives)
-    return lambda x: -((np.asarray(x)[None, :] - targets) ** 2).sum(axis=1)
-
-
-def final_best(
-    optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 8, options: dict | None = None
-) -> float:
-    """The best value an optimizer finds on `distance_objective` within the budget: one number to compare."""
-    import numpy as np
-
-    from mergekit_evo.optimizers import maximize
-
-    optimizer = optimizer_cls(
-        dim=dim, n_objectives=1, seed=seed, population=population, options=options or {}, x0=np.full(dim, 0.5)
-    )
-    return maximize(optimizer, distance_objective(dim, seed), evaluations)[-1]
-
-
-def hypervolume_2d(points, reference=(-2.0, -2.0)) -> float:
-    """The area two maximised objectives' points dominate above `reference`: how good a whole front is."""
-    import numpy as np
-
-    from mergekit_evo.pareto import non_dominated
-
-    points = np.asarray(points, dtype=float)
-    points = points[(points > np.asarray(reference)).all(axis=1)]
-    if len(points) == 0:
-        return 0.0
-    front = points[non_dominated(points)]
-    front = front[np.argsort(-front[:, 0])]
-    area, floor = 0.0, reference[1]
-    for x, y in front:
-        area += (x - reference[0]) * (y - floor)
-        floor = y
-    return float(area)
-
-
-def front_quality(
-    optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 16, options: dict | None = None
-) -> float:
-    """The hypervolume of every point an optimizer tried on the two-objective `distance_objective`, as a share of
-    the box between the two targets' extremes (reference point: each objective's value at the other's optimum).
-    """
-    import numpy as np
-
-    from mergekit_evo.optimizers import maximize
-
-    targets = _targets(dim, seed, 2)
-    extent = float(((targets[0] - targets[1]) ** 2).sum())
-    objective = distance_objective(dim, seed, 2)
-    seen = []
-
-    def record(x):
-        value = objective(x)
-        seen.append(value)
-        return value
-
-    optimizer = optimizer_cls(
-        dim=dim, n_objectives=2, seed=seed, population=population, options=options or {}, x0=np.full(dim, 0.5)
-    )
-    maximize(optimizer, record, evaluations)
-    return hypervolume_2d(seen, (-extent, -extent)) / extent**2
-
-
-def asks_after_resume(optimizer, objective, generations: int, resume_at: int):
-    """Every generation an optimizer asks for, once uninterrupted and once pickled at `resume_at` and restored.
-
-    This is what a run does on resume (the pickle is its checkpoint); numpy's global random state is churned in
-    between, as other code in the process would. Both lists must be equal for the optimizer to be resumable.
-    """
-    import pickle
-
-    import numpy as np
-
-    def step(opt):
-        xs = opt.ask()
-        opt.tell(xs, np.array([np.atleast_1d(objective(x)) for x in xs]))
-        return xs
-
-    straight, resumed = [], []
-    for g in range(generations):
-        if g == resume_at:
-            saved = pickle.dumps(optimizer)
-        straight.append(step(optimizer))
-    restored = pickle.loads(saved)
-    np.random.seed(12345)
-    np.random.random(1000)
-    resumed = [step(restored) for _ in range(resume_at, generations)]
-    return straight[resume_at:], resumed

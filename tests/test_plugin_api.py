@@ -88,7 +88,6 @@ def test_a_name_two_distributions_register_is_refused_naming_both_until_the_conf
 
 
 def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused(tiny_world, tmp_path):
-    import pluggy
 
     from helpers import write_config
     from mergekit_evo.config import load_config
@@ -102,7 +101,7 @@ def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused
         def register_optimizers(self, register):
             register("random", RandomSearch)
 
-    pm: pluggy.PluginManager = get_plugin_manager()
+    pm = get_plugin_manager()
     plugin = Fancy()
     pm.register(plugin, name="fancy")
     pm.distributions["fancy"] = "mergekit-evo-fancy"

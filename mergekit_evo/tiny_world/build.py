@@ -243,6 +243,14 @@ def load_manifest(directory: Path) -> dict | None:
         return None
 
 
+def world_manifest(directory: Path) -> dict:
+    """The manifest of a built world, as `ensure_world` leaves it; a folder without one is told to be rebuilt."""
+    manifest = load_manifest(directory)
+    if manifest is None:
+        raise UserError(f"{directory} holds no readable manifest.json; rebuild the world there with --force")
+    return manifest
+
+
 def ensure_world(
     directory: Path | None = None,
     spec: WorldSpec | None = None,
@@ -298,6 +306,11 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
 
     def run_training(name: str, model, steps: int, lr: float, seed: int) -> None:
         bar = tqdm(total=steps, desc=f"train {name}", leave=False, disable=None)
+
+        def on_step(step: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
         result = train(
             model,
             tokenizer,
@@ -306,7 +319,7 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
             lr,
             seed,
             spec.batch_size,
-            on_step=lambda step, loss: (bar.update(1), bar.set_postfix(loss=f"{loss:.3f}")),
+            on_step=on_step,
         )
         bar.close()
         training[name] = {"steps": result.steps, "first_loss": result.first_loss, "final_loss": result.final_loss}

@@ -43,14 +43,12 @@ def stratified_anchors(responses: np.ndarray, n: int, seed: int) -> tuple[np.nda
 def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.ndarray:
     """Cluster labels of Lloyd's k-means from a k-means++ start: small, seeded and deterministic."""
     rng = np.random.default_rng(seed)
-    centres = [points[rng.integers(len(points))]]
+    seeds = [points[rng.integers(len(points))]]
     for _ in range(1, k):
-        d2 = ((points[:, None, :] - np.array(centres)[None]) ** 2).sum(-1).min(1)
+        d2 = ((points[:, None, :] - np.array(seeds)[None]) ** 2).sum(-1).min(1)
         total = d2.sum()
-        centres.append(
-            points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))]
-        )
-    centres = np.array(centres)
+        seeds.append(points[rng.choice(len(points), p=d2 / total)] if total > 0 else points[rng.integers(len(points))])
+    centres = np.array(seeds)
     labels = np.zeros(len(points), dtype=int)
     for _ in range(iterations):
         labels_new = ((points[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)

@@ -213,8 +213,9 @@ class PymooOptimizer(Optimizer):
         return sample
 
     def ask(self) -> np.ndarray:
-        self._pending = self.algo.ask()
-        return np.asarray(self._pending.get("X"), dtype=float)
+        pending = self.algo.ask()
+        self._pending = pending
+        return np.asarray(pending.get("X"), dtype=float)
 
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
         fitness = np.asarray(fitness, dtype=float)
