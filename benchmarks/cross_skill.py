@@ -53,7 +53,7 @@ def seed_table(seed: int, result: RunResult) -> list[str]:
         "| model | search | validation | held-out |",
         "| --- | --- | --- | --- |",
     ]
-    for ref, entry in result.parents.items():
+    for ref, entry in result.inputs.items():
         lines.append(_row(f"{Path(ref).name} (input)", entry))
     for name, entry in result.baselines.items():
         lines.append(_row(f"{name} (plain merge)", entry) if "error" not in entry else f"| {name} | failed | | |")

@@ -42,7 +42,7 @@ def scorer(world, merger_name: str = "resident"):
             return score(model)
 
     def score_ref(ref):
-        with merger.source(ref) as model:
+        with merger.input_model(ref) as model:
             return score(model)
 
     refs = config.input_refs()

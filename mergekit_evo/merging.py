@@ -35,21 +35,21 @@ if TYPE_CHECKING:  # mergekit imports peft, transformers and torch: seconds, pai
 class LoadedModel:
     """A model ready to score: what a merger hands to task backends.
 
-    `path` is the folder it was loaded from (None for a model merged in memory); `source` is the input model's
+    `path` is the folder it was loaded from (None for a model merged in memory); `input_ref` is the input model's
     reference when this is one of the run's input models, None for a merged candidate.
     """
 
     model: Any  # a transformers PreTrainedModel (or whatever a plugin's backend scores)
     tokenizer: Any
     path: Path | None = None
-    source: str | None = None
+    input_ref: str | None = None
 
 
 class Merger(ABC):
     """Turns a mergekit recipe into a model ready to score. Subclass it and register the class with
     `register_mergers`; the run builds one per run as `cls(config=run_config)` and keeps it to the end.
 
-    `merged` and `source` are context managers: the model is valid inside the `with` block only, so a merger may
+    `merged` and `input_model` are context managers: the model is valid inside the `with` block only, so a merger may
     free or reuse its memory on exit (the resident merger rewrites one model in place).
     """
 
@@ -70,8 +70,8 @@ class Merger(ABC):
         """The candidate `merge_config` merged (with mergekit's random seed `seed`, which DARE and DELLA use)."""
 
     @abstractmethod
-    def source(self, ref: str) -> AbstractContextManager[LoadedModel]:
-        """One of the run's input models as it is, with `LoadedModel.source` set to `ref`, to score the parents."""
+    def input_model(self, ref: str) -> AbstractContextManager[LoadedModel]:
+        """One of the run's input models as it is, with `LoadedModel.input_ref` set to `ref`, to score it."""
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
@@ -215,10 +215,10 @@ class DiskMerger(Merger):
             yield load_model(path, self.config.dtype, self.device)
 
     @contextlib.contextmanager
-    def source(self, ref: str) -> Iterator[LoadedModel]:
+    def input_model(self, ref: str) -> Iterator[LoadedModel]:
         """One of the input models as it is, to score the parents on the same items."""
         loaded = load_model(ref, self.config.dtype, self.device)
-        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, path=loaded.path, source=ref)
+        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, path=loaded.path, input_ref=ref)
 
 
 @hookimpl

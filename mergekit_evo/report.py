@@ -1,6 +1,6 @@
 """`report.md`: did the evolved merge beat its parents and the plain merges, on items the search never saw?
 
-Every number in it comes from the run directory: parents.json, baselines.json, validation.json, best_heldout.json
+Every number in it comes from the run directory: inputs.json, baselines.json, validation.json, best_heldout.json
 and the candidate records. The table puts search, validation and held-out scores side by side, because a search
 score alone flatters the merge it chose.
 """
@@ -53,7 +53,7 @@ def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
         cells = [_cell(entry.get(key, {}).get(t)) for _, key in splits for t in tasks]
         return f"| {name} | {_cell(entry.get('fitness'))} | " + " | ".join(cells) + " |"
 
-    for ref, entry in result.parents.items():
+    for ref, entry in result.inputs.items():
         rows.append(row(f"{Path(ref).name} (input)", entry))
     for name, entry in result.baselines.items():
         if "error" in entry:

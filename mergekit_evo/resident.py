@@ -219,9 +219,9 @@ class ResidentMerger(Merger):
         yield LoadedModel(model=model, tokenizer=self._tokenizer_for(merge_config))
 
     @contextlib.contextmanager
-    def source(self, ref: str) -> Iterator[LoadedModel]:
+    def input_model(self, ref: str) -> Iterator[LoadedModel]:
         loaded = load_model(ref, self.config.dtype, self.device)
-        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, source=ref)
+        yield LoadedModel(model=loaded.model, tokenizer=loaded.tokenizer, input_ref=ref)
 
 
 class _ModelWriter:

@@ -33,7 +33,7 @@ class ResponseSource(ABC):
     seed: int
 
     @abstractmethod
-    def endpoints(self) -> dict[str, Scores]:
+    def inputs(self) -> dict[str, Scores]:
         """Every input model (base included) on every search item, by model reference."""
 
     @abstractmethod
@@ -66,7 +66,7 @@ class RunResponses(ResponseSource):
         item_ids: dict[str, list[str]],
         dim: int,
         seed: int,
-        score_source: Callable[[str], Scores],
+        score_input: Callable[[str], Scores],
         score_point: Callable[[np.ndarray], Scores],
         refs: list[str],
         log: Callable[[str], None] = print,
@@ -74,7 +74,7 @@ class RunResponses(ResponseSource):
     ):
         self.store = store
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
-        self._score_source, self._score_point, self._refs = score_source, score_point, refs
+        self._score_input, self._score_point, self._refs = score_input, score_point, refs
         self._log, self._progress = log, progress
         self._cache = self._read()
 
@@ -109,9 +109,9 @@ class RunResponses(ResponseSource):
                     self._append(keys[i], scores)
         return [self._cache[k] for k in keys]
 
-    def endpoints(self) -> dict[str, Scores]:
-        keys = [f"endpoint:{ref}" for ref in self._refs]
-        scores = self._collect(keys, lambda i: self._score_source(self._refs[i]), "input models")
+    def inputs(self) -> dict[str, Scores]:
+        keys = [f"endpoint:{ref}" for ref in self._refs]  # the key responses.jsonl has always used
+        scores = self._collect(keys, lambda i: self._score_input(self._refs[i]), "input models")
         missing = [ref for ref, s in zip(self._refs, scores) if s is None]
         if missing:
             raise RuntimeError(f"input model {missing[0]} could not be scored; see {self.store.responses_path}")
@@ -140,17 +140,17 @@ class StaticResponses(ResponseSource):
         item_ids: dict[str, list[str]],
         dim: int,
         seed: int,
-        endpoints: dict[str, Scores],
+        inputs: dict[str, Scores],
         score_point: Callable[[np.ndarray], Scores],
     ):
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
-        self._endpoints, self._score_point = endpoints, score_point
+        self._inputs, self._score_point = inputs, score_point
         self._merges: dict[str, Scores] = {}
         self._state: dict[str, Any] = {}
         self.messages: list[str] = []
 
-    def endpoints(self) -> dict[str, Scores]:
-        return self._endpoints
+    def inputs(self) -> dict[str, Scores]:
+        return self._inputs
 
     def merges(self, points: np.ndarray) -> list[Scores | None]:
         out: list[Scores | None] = []

@@ -9,7 +9,7 @@ Layout (every name is spelled here and nowhere else):
   estimator/          what such an estimator fitted (NAME.json)
   checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl)
   selection.json      the item ids each task is scored on (fixed for the whole run)
-  parents.json        the input models' scores on the same items and on the held-out items
+  inputs.json         the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
   best_heldout.json   the chosen merge on validation and held-out items, per item, and its paired comparisons
   baselines.json      the plain merges (baselines.py) scored like the parents
@@ -119,7 +119,7 @@ class RunStore:
     ESTIMATOR = "estimator"
     CHECKPOINTS = "checkpoints"
     SELECTION = "selection.json"
-    PARENTS = "parents.json"
+    INPUTS = "inputs.json"
     BEST = "best.yaml"
     BEST_HELDOUT = "best_heldout.json"
     BASELINES = "baselines.json"
@@ -129,7 +129,7 @@ class RunStore:
     PARETO = "pareto.jsonl"
     PARETO_DIR = "pareto"
     # the files and folders that make a folder a run (the lock file alone does not: it is left by any attempt)
-    PARTS = (CONFIG, FINGERPRINT, CANDIDATES, RESPONSES, CHECKPOINTS, SELECTION, PARENTS, BEST, REPORT)
+    PARTS = (CONFIG, FINGERPRINT, CANDIDATES, RESPONSES, CHECKPOINTS, SELECTION, INPUTS, BEST, REPORT)
 
     def __init__(self, path: Path, log: Callable[[str], None] | None = None):
         self.path = Path(path)

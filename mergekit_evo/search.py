@@ -45,7 +45,7 @@ from mergekit_evo.validation import HeldBack, with_validation
 class RunResult:
     run_dir: Path
     best: CandidateRecord | None
-    parents: dict[str, dict]
+    inputs: dict[str, dict]  # input model ref -> its scores, as in inputs.json
     best_heldout: dict[str, float] | None
     records: list[CandidateRecord] = field(default_factory=list)
     pareto: list[CandidateRecord] | None = None  # multi-objective runs only
@@ -160,7 +160,7 @@ class Evolution:
                 {n: t.item_ids for n, t in self.tasks.items()},
                 self.genome.dim,
                 self.config.seed,
-                score_source=self._score_source_fully,
+                score_input=self._score_input_fully,
                 score_point=self._score_point_fully,
                 log=self.log,
                 progress=progress,
@@ -194,8 +194,8 @@ class Evolution:
             for name, task in self.tasks.items()
         }
 
-    def _score_source_fully(self, ref: str) -> dict[str, np.ndarray]:
-        with self.merger.source(ref) as model:
+    def _score_input_fully(self, ref: str) -> dict[str, np.ndarray]:
+        with self.merger.input_model(ref) as model:
             return self._score_fully(model)
 
     def _score_point_fully(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -298,22 +298,22 @@ class Evolution:
                 seconds=round(time.perf_counter() - started, 3),
             )
 
-    # ------------------------------------------------------------------------------ parents
+    # ------------------------------------------------------------------------------ inputs
 
-    def score_parents(self) -> dict[str, dict]:
-        """The input models on the same items (and validation and held-out items), scored once into parents.json."""
-        parents = self.store.read_json(RunStore.PARENTS) or {}
+    def score_inputs(self) -> dict[str, dict]:
+        """The input models on the same items (and validation and held-out items), scored once into inputs.json."""
+        inputs = self.store.read_json(RunStore.INPUTS) or {}
         for ref in self.config.input_refs():
-            if "items" in parents.get(ref, {}):  # runs of earlier versions kept no per-item scores: score again
+            if "items" in inputs.get(ref, {}):  # runs of earlier versions kept no per-item scores: score again
                 continue
             self.log(f"scoring input model {ref}")
-            with self.merger.source(ref) as model:
-                parents[ref] = self._entry(model)
-            self.store.write_json(RunStore.PARENTS, parents)
-        return parents
+            with self.merger.input_model(ref) as model:
+                inputs[ref] = self._entry(model)
+            self.store.write_json(RunStore.INPUTS, inputs)
+        return inputs
 
     def score_baselines(self) -> dict[str, dict]:
-        """The plain merges (baselines.py) scored like the parents, kept in baselines.json; a recipe that fails is
+        """The plain merges (baselines.py) scored like the inputs, kept in baselines.json; a recipe that fails is
         recorded with its error. An entry is reused while its recipe is unchanged."""
         saved = self.store.read_json(RunStore.BASELINES) or {}
         out = {}
@@ -353,7 +353,7 @@ class Evolution:
     def _run(self, progress: bool) -> RunResult:
         self.log(self.merger.describe())
         self._select_items(progress)
-        parents = self.score_parents()
+        inputs = self.score_inputs()
         recorded = self.store.read_records()
         records = recorded.rows
         # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
@@ -413,7 +413,7 @@ class Evolution:
                 records=[by_position[(generation - 1, m)] for m in range(len(xs))],
                 run_dir=self.store.path,
             )
-        return self.finish(records, parents)
+        return self.finish(records, inputs)
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
 
@@ -467,9 +467,9 @@ class Evolution:
             scores = summarize(self._full_scores(model))
         return {"index": best.index, "scores": scores["heldout"], **scores}
 
-    def _comparisons(self, best_scores: dict, parents: dict, baselines: dict) -> dict[str, dict[str, dict]]:
+    def _comparisons(self, best_scores: dict, inputs: dict, baselines: dict) -> dict[str, dict[str, dict]]:
         """The best merge against each parent and baseline on every held-out item, task by task."""
-        others = {f"{model_label(ref)} (input)": p for ref, p in parents.items()}
+        others = {f"{model_label(ref)} (input)": p for ref, p in inputs.items()}
         others.update({f"{name} (baseline)": b for name, b in baselines.items() if "items" in b})
         out: dict[str, dict[str, dict]] = {}
         for label, other in others.items():
@@ -479,12 +479,12 @@ class Evolution:
                     out.setdefault(label, {})[task] = compare(scores, theirs, self.config.seed).to_json()
         return out
 
-    def _warning(self, best_scores: dict, parents: dict, baselines: dict) -> str | None:
+    def _warning(self, best_scores: dict, inputs: dict, baselines: dict) -> str | None:
         """One line when the chosen merge does worse on held-out items than a parent or a plain merge."""
         mine = self._weighted_mean(best_scores["heldout"])
         if mine is None:
             return None
-        others = {f"input model {model_label(ref)}": p for ref, p in parents.items()}
+        others = {f"input model {model_label(ref)}": p for ref, p in inputs.items()}
         others.update({f"baseline {name}": b for name, b in baselines.items() if "heldout" in b})
         means = {label: self._weighted_mean(o["heldout"]) for label, o in others.items()}
         scored = {label: f for label, f in means.items() if f is not None}
@@ -498,15 +498,15 @@ class Evolution:
             "the search may have overfit its items: try validation items, more items or a cheaper genome"
         )
 
-    def finish(self, records: list[CandidateRecord], parents: dict[str, dict]) -> RunResult:
+    def finish(self, records: list[CandidateRecord], inputs: dict[str, dict]) -> RunResult:
         best, finalists = self.choose(records)
         baselines = self.score_baselines()
         best_scores, comparisons, warning = None, {}, None
         if best is not None:
             self.store.write_text(RunStore.BEST, best.merge_yaml)
             best_scores = self._best_scores(best)
-            comparisons = self._comparisons(best_scores, parents, baselines)
-            warning = self._warning(best_scores, parents, baselines)
+            comparisons = self._comparisons(best_scores, inputs, baselines)
+            warning = self._warning(best_scores, inputs, baselines)
             self.store.write_json(RunStore.BEST_HELDOUT, {**best_scores, "comparisons": comparisons})
             if warning:
                 self.log(warning)
@@ -523,7 +523,7 @@ class Evolution:
         result = RunResult(
             self.store.path,
             best,
-            parents,
+            inputs,
             best_scores["heldout"] if best_scores else None,
             records,
             front,

@@ -88,8 +88,8 @@ def test_the_report_and_best_heldout_hold_paired_comparisons_against_every_paren
     assert {"math_a (input)", "lang_b (input)", "base (input)", "linear (equal weights) (baseline)"} <= against
     c = saved["comparisons"]["lang_b (input)"]["math_a"]
     mine = np.array(saved["items"]["heldout"]["math_a"])
-    lang_b = next(ref for ref in plain_run.parents if ref.endswith("lang_b"))
-    theirs = np.array(plain_run.parents[lang_b]["items"]["heldout"]["math_a"])
+    lang_b = next(ref for ref in plain_run.inputs if ref.endswith("lang_b"))
+    theirs = np.array(plain_run.inputs[lang_b]["items"]["heldout"]["math_a"])
     assert c["difference"] == pytest.approx(float(np.mean(mine - theirs)))
     assert c["low"] <= c["difference"] <= c["high"] and 0 <= c["p_mcnemar"] <= 1
     report = (plain_run.run_dir / RunStore.REPORT).read_text()

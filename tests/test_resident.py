@@ -94,7 +94,7 @@ def test_resident_tensors_equal_mergekit_yaml_on_the_emitted_recipe(tiny_world, 
         x = np.random.default_rng(i).random(space.dim)
         with merger.merged(space.to_merge_config(x), seed=seed) as loaded:
             _assert_same_tensors(loaded.model, reference(space, x, seed, tmp_path / f"m{i}"))
-            assert loaded.path is None and loaded.source is None
+            assert loaded.path is None and loaded.input_ref is None
 
 
 def test_gradient_lists_are_interpolated_across_layers_as_mergekit_does(tiny_world, tmp_path):

@@ -48,7 +48,7 @@ def reference_run(tiny_world, tmp_path_factory):
 def test_the_best_merge_beats_every_parent_on_the_combined_objective(reference_run):
     best = reference_run.best
     assert best is not None
-    assert all(best.fitness > parent["fitness"] for parent in reference_run.parents.values())
+    assert all(best.fitness > parent["fitness"] for parent in reference_run.inputs.values())
     assert set(reference_run.best_heldout) == {"math_a", "facts_b"}
     assert "held-out" in (reference_run.run_dir / "report.md").read_text()
 
@@ -91,7 +91,7 @@ class FlakyTask(NativeTask):
     merged_calls = 0
 
     def score(self, model, indices):
-        if model.source is None:  # a merged candidate, not an input model
+        if model.input_ref is None:  # a merged candidate, not an input model
             FlakyTask.merged_calls += 1
             if FlakyTask.merged_calls % 2 == 0:
                 raise RuntimeError("evaluation server went away")

@@ -184,7 +184,7 @@ class IRTEstimator(Estimator):
         if saved is not None and saved.get("options") == self.options.model_dump(mode="json"):
             self.fits = {task: TaskFit.from_json(d) for task, d in saved["tasks"].items()}
             return
-        endpoints = source.endpoints()
+        endpoints = source.inputs()
         points = calibration_points(source.dim, self.options.calibration, self.seed)
         merges = [m for m in source.merges(points) if m is not None]
         self.fits = {}

@@ -108,7 +108,7 @@ def test_mixing_from_data_or_fixed():
     fixed.prepare(source)
     assert fixed.fits["t"].delta == 0.5
     learned = GMPIRTEstimator(options={"n": 10, "calibration": 8}, seed=0)
-    learned.prepare(StaticResponses(source.item_ids, 2, 0, source.endpoints(), source._score_point))
+    learned.prepare(StaticResponses(source.item_ids, 2, 0, source.inputs(), source._score_point))
     assert 0.0 <= learned.fits["t"].delta <= 1.0 and learned.fits["t"].delta != 0.5
 
 

@@ -63,7 +63,7 @@ def test_gmp_irt_finds_as_good_a_merge_as_full_scoring_at_a_fraction_of_the_item
     full, gmp = runs["full"], runs["gmp-irt"]
     heldout = {name: np.mean(list(run.best_heldout.values())) for name, run in runs.items()}
     assert heldout["gmp-irt"] >= heldout["full"] - 0.03, heldout
-    assert all(heldout[n] > max(p["fitness"] for p in runs[n].parents.values()) for n in heldout)  # beats parents
+    assert all(heldout[n] > max(p["fitness"] for p in runs[n].inputs.values()) for n in heldout)  # beats parents
     assert _items_scored(gmp) < 0.6 * _items_scored(full)
 
 
