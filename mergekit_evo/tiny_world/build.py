@@ -19,11 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+import mergekit_evo.tiny_world.language as language
 from mergekit_evo.errors import UserError
 from mergekit_evo.items import Item, read_items, write_items
 from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
 from mergekit_evo.native_scoring import score_items
-from mergekit_evo.tiny_world import language
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
 # Bump when the world's construction changes, so stale caches are rebuilt.
