@@ -142,3 +142,14 @@ def disk_errors(path: Path, then: str = "run the command again") -> Iterator[Non
         if message is None:
             raise
         raise UserError(message) from None
+
+
+def safetensors_tensors(path: Path) -> dict[str, dict]:
+    """A safetensors file's tensors, name -> {"dtype", "shape", ...}, from its header alone (the data is not read).
+
+    Raises OSError or ValueError for a file that is not safetensors; callers word the error for their field.
+    """
+    with Path(path).open("rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    header.pop("__metadata__", None)
+    return header

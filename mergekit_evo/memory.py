@@ -6,11 +6,12 @@ disk merger) in a second instead of failing an hour in.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from mergekit_evo.files import safetensors_tensors
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
@@ -64,11 +65,7 @@ def tensor_sizes(model_dir: Path, dtype: str | None) -> list[int]:
     sizes: list[int] = []
     files = sorted(Path(model_dir).glob("*.safetensors"))
     for path in files:
-        with path.open("rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
+        for info in safetensors_tensors(path).values():
             count = 1
             for d in info["shape"]:
                 count *= d

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.files import safetensors_tensors
 from mergekit_evo.genome import layer_count
 
 
@@ -41,13 +42,10 @@ def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]] | None:
     shapes: dict[str, tuple[int, ...]] = {}
     for path in files:
         try:
-            with path.open("rb") as f:
-                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+            tensors = safetensors_tensors(path)
         except (OSError, ValueError) as e:
             raise UserError(f"{field}: {path} is not a readable safetensors file ({type(e).__name__})") from None
-        for name, info in header.items():
-            if name != "__metadata__":
-                shapes[name] = tuple(info["shape"])
+        shapes.update({name: tuple(info["shape"]) for name, info in tensors.items()})
     return shapes
 
 
