@@ -29,6 +29,8 @@ import torch
 from mergekit_evo.tiny_world.language import NAMES  # the same 32 names, in the same order
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
+# The design search's own word list, kept as it was when the README's attempts were measured: its order decides
+# the sentences each seed draws, so sharing the world's (ordered differently) would change every row.
 A2B = {
     "what": "nani",
     "is": "wa",
