@@ -73,19 +73,25 @@ def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
 
 
 def finalists_table(result: RunResult, config: EvolveConfig) -> list[str]:
+    """The finalists: their search estimate beside their full search score (a cheap estimator) and validation score."""
     if not result.finalists:
         return []
     rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
+    full, validation = "full_fitness" in result.finalists[0], "validation_fitness" in result.finalists[0]
+    scored_on = " and ".join(w for w, on in (("all search items", full), ("the validation items", validation)) if on)
+    deciding = "validation" if validation else "all search items"
+    columns = [("search estimate" if full else "search", "search")]
+    columns += [("all search items", "full_fitness")] * full + [("validation", "validation_fitness")] * validation
     lines = [
-        f"The top {len(result.finalists)} candidates by search {rule}, scored on the validation items; the best "
-        "there is the chosen merge:",
+        f"The top {len(result.finalists)} candidates by search {rule}, scored on {scored_on}; the best on "
+        f"{deciding} is the chosen merge:",
         "",
-        f"| candidate | search {rule} | validation {rule} |",
-        "| --- | --- | --- |",
+        "| candidate | " + " | ".join(f"{label} {rule}" for label, _ in columns) + " |",
+        "|" + " --- |" * (len(columns) + 1),
     ]
     for f in result.finalists:
         mark = " (chosen)" if result.best is not None and f["index"] == result.best.index else ""
-        lines.append(f"| {f['index']}{mark} | {f['search']:.4f} | {f['validation_fitness']:.4f} |")
+        lines.append(f"| {f['index']}{mark} | " + " | ".join(f"{f[key]:.4f}" for _, key in columns) + " |")
     return lines
 
 

@@ -124,6 +124,7 @@ class RunStore:
     BEST_HELDOUT = "best_heldout.json"
     BASELINES = "baselines.json"
     VALIDATION = "validation.json"
+    FULL_SEARCH = "full_search.json"
     BEST_MODEL = "best_model"
     REPORT = "report.md"
     PARETO = "pareto.jsonl"

@@ -51,7 +51,7 @@ class RunResult:
     pareto: list[CandidateRecord] | None = None  # multi-objective runs only
     baselines: dict[str, dict] = field(default_factory=dict)  # name -> scores (or error), as in baselines.json
     best_scores: dict | None = None  # the chosen merge on validation and held-out items, per item
-    finalists: list[dict] = field(default_factory=list)  # the top-k rescored on validation (tasks that have it)
+    finalists: list[dict] = field(default_factory=list)  # the top-k rescored on all search items and/or validation
     comparisons: dict[str, dict[str, dict]] = field(default_factory=dict)  # other model -> task -> Comparison
     warning: str | None = None
 
@@ -417,9 +417,12 @@ class Evolution:
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
 
-    def _validation_fitness(self, record: CandidateRecord, validation: dict[str, float]) -> float:
-        """A candidate's score on validation under `best_by`; a task without validation items keeps its estimate."""
-        scores = {**{n: t["estimate"] for n, t in record.tasks.items()}, **validation}
+    def _cheap(self) -> bool:
+        """Whether some task is estimated from fewer than all its search items (subsample, IRT anchors)."""
+        return any(len(self.selection[name]) < len(task.item_ids) for name, task in self.tasks.items())
+
+    def _rule_score(self, scores: dict[str, float]) -> float:
+        """Per-task scores under `best_by`: one task's, or the weighted mean."""
         by = self.config.best_by
         if by != "weighted":
             return scores[by]
@@ -427,11 +430,32 @@ class Evolution:
         assert fitness is not None  # the config refuses task weights that sum to 0
         return fitness
 
+    def _finalist_scores(self, record: CandidateRecord, cheap: bool, validation: bool) -> dict[str, dict]:
+        """A finalist's per-item scores on all search items (when the estimate was cheap) and on validation items,
+        merged once for both and kept in full_search.json and validation.json, so a resumed end re-scores nothing."""
+        key = str(record.index)
+        full = self.store.read_json(RunStore.FULL_SEARCH) or {}
+        held = self.store.read_json(RunStore.VALIDATION) or {}
+        if (cheap and key not in full) or (validation and key not in held):
+            self.log(f"scoring candidate {record.index} on all search items and the validation items")
+            with self.merger.merged(self.genome.to_merge_config(np.asarray(record.genome)), seed=record.seed) as model:
+                if cheap and key not in full:
+                    full[key] = {
+                        n: [float(v) for v in t.score(model, range(len(t.item_ids)))] for n, t in self.tasks.items()
+                    }
+                    self.store.write_json(RunStore.FULL_SEARCH, full)
+                if validation and key not in held:
+                    held[key] = self._full_scores(model, ("validation",))["validation"]
+                    self.store.write_json(RunStore.VALIDATION, held)
+        return {"full_search": full.get(key, {}), "validation": held.get(key, {})}
+
     def choose(self, records: list[CandidateRecord]) -> tuple[CandidateRecord | None, list[dict]]:
-        """The final merge: the best by search fitness, or, when a task has validation items, the best on them among
-        the top-k by search fitness (each distinct recipe once). Validation scores are kept in validation.json."""
+        """The final merge. The top-k by search fitness (each distinct recipe once) are the finalists when a cheap
+        estimator chose them (then each is scored on all search items, and the full score replaces the estimate)
+        or when a task has validation items (then the best on validation wins). Otherwise the search winner."""
         by = self.config.best_by
-        if not any(t.has_validation for t in self.config.tasks):
+        cheap, validation = self._cheap(), any(t.has_validation for t in self.config.tasks)
+        if not cheap and not validation:
             return best_record(records, by), []
         distinct: dict[str, CandidateRecord] = {}
         for r in ranked(records, by):  # each recipe once, by its best-ranked record
@@ -439,24 +463,23 @@ class Evolution:
         finalists_by_search = list(distinct.values())[: self.config.selection.top_k]
         if not finalists_by_search:
             return None, []
-        cache = self.store.read_json(RunStore.VALIDATION) or {}
         finalists: list[dict[str, Any]] = []
         for r in finalists_by_search:
-            if str(r.index) not in cache:
-                self.log(f"scoring candidate {r.index} on the validation items")
-                with self.merger.merged(self.genome.to_merge_config(np.asarray(r.genome)), seed=r.seed) as model:
-                    cache[str(r.index)] = self._full_scores(model, ("validation",))["validation"]
-                self.store.write_json(RunStore.VALIDATION, cache)
-            means = {n: float(np.mean(v)) for n, v in cache[str(r.index)].items()}
-            finalists.append(
-                {
-                    "index": r.index,
-                    "search": score_by(r, by),
-                    "validation": means,
-                    "validation_fitness": self._validation_fitness(r, means),
-                }
-            )
-        winner = max(finalists, key=lambda f: (f["validation_fitness"], f["search"], -f["index"]))
+            scores = self._finalist_scores(r, cheap, validation)
+            search = {n: t["estimate"] for n, t in r.tasks.items()}
+            entry: dict[str, Any] = {"index": r.index, "search": score_by(r, by)}
+            if cheap:
+                search = {n: float(np.mean(v)) for n, v in scores["full_search"].items()}
+                entry["full_search"] = search
+                entry["full_fitness"] = self._rule_score(search)
+            if validation:
+                means = {n: float(np.mean(v)) for n, v in scores["validation"].items()}
+                entry["validation"] = means
+                entry["validation_fitness"] = self._rule_score({**search, **means})
+            finalists.append(entry)
+        first = "validation_fitness" if validation else "full_fitness"
+        second = "full_fitness" if cheap else "search"
+        winner = max(finalists, key=lambda f: (f[first], f[second], -f["index"]))
         return next(r for r in finalists_by_search if r.index == winner["index"]), finalists
 
     def _best_scores(self, best: CandidateRecord) -> dict:

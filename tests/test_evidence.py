@@ -181,3 +181,26 @@ def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_pl
         "95% interval",
     ):
         assert row.replace("256", str(item_count(tiny_world, "math_b", "test"))) in report
+
+
+def test_a_cheap_estimate_s_top_k_are_scored_on_all_search_items_and_the_full_winner_becomes_best_yaml(
+    tiny_world, tmp_path
+):
+    # 3 items of 140 per task: many candidates tie near the top, and the full score tells them apart
+    data = two_skill_config(tiny_world, max_evaluations=16, population=8)
+    data["estimator"] = {"name": "subsample", "options": {"k": 3}}
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    full = json.loads((tmp_path / "run" / RunStore.FULL_SEARCH).read_text())
+    assert len(full) == len(result.finalists) == 5
+    n = item_count(tiny_world, "math_a", "search")
+    assert all(len(scores["math_a"]) == n for scores in full.values())
+    for f in result.finalists:  # the full score is the mean over every search item, weighted like the fitness
+        means = [np.mean(full[str(f["index"])][t]) for t in ("math_a", "facts_b")]
+        assert f["full_fitness"] == pytest.approx(np.mean(means))
+    winner = max(result.finalists, key=lambda f: (f["full_fitness"], f["search"], -f["index"]))
+    search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
+    assert result.best.index == winner["index"] != search_best.index
+    assert (tmp_path / "run" / RunStore.BEST).read_text() == result.best.merge_yaml
+    report = (tmp_path / "run" / RunStore.REPORT).read_text()
+    assert "scored on all search items" in report and f"| {result.best.index} (chosen) |" in report
+    assert "search estimate weighted fitness" in report
