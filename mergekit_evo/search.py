@@ -436,8 +436,16 @@ class Evolution:
         key = str(record.index)
         full = self.store.read_json(RunStore.FULL_SEARCH) or {}
         held = self.store.read_json(RunStore.VALIDATION) or {}
-        if (cheap and key not in full) or (validation and key not in held):
-            self.log(f"scoring candidate {record.index} on all search items and the validation items")
+        need = [
+            what
+            for what, on in (
+                ("all search items", cheap and key not in full),
+                ("the validation items", validation and key not in held),
+            )
+            if on
+        ]
+        if need:
+            self.log(f"scoring candidate {record.index} on {' and '.join(need)}")
             with self.merger.merged(self.genome.to_merge_config(np.asarray(record.genome)), seed=record.seed) as model:
                 if cheap and key not in full:
                     full[key] = {
