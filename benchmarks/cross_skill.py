@@ -18,6 +18,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mergekit_evo.cli import _quiet_libraries
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
 from mergekit_evo.runs import RunStore
@@ -90,10 +91,7 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS)
     parser.add_argument("--runs", type=Path, default=Path("runs/cross-skill"))
     args = parser.parse_args()
-    import transformers
-
-    transformers.utils.logging.set_verbosity_error()  # its per-load progress bars would drown the tables
-    transformers.utils.logging.disable_progress_bar()
+    _quiet_libraries()  # transformers' per-load progress bars would drown the tables
     verdicts = []
     for seed in args.seeds:
         started = time.time()

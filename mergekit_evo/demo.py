@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from mergekit_evo.genome import num_layers
 from mergekit_evo.tiny_world import task_file
 
 # The demo's budget: 37 generations of 8, at most 300 evaluations (the budget is checked after each generation),
@@ -19,10 +19,6 @@ def _task(world: Path, skill: str, **extra) -> dict:
         "test_items": str(task_file(world, skill, "test")),
         **extra,
     }
-
-
-def _layers(world: Path) -> int:
-    return json.loads((world / "models" / "base" / "config.json").read_text())["num_hidden_layers"]
 
 
 def cross_skill_config(
@@ -48,7 +44,10 @@ def cross_skill_config(
         "base_model": str(models / "base"),
         "merge_method": "task_arithmetic",
         "dtype": "float32",
-        "genome": {"parameters": {"weight": {"min": 0.0, "max": 2.0}}, "layer_groups": _layers(world)},
+        "genome": {
+            "parameters": {"weight": {"min": 0.0, "max": 2.0}},
+            "layer_groups": num_layers(str(models / "base")),
+        },
         "tasks": tasks,
         "objectives": objectives,
         "estimator": {"name": "full"},
