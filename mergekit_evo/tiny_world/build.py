@@ -102,7 +102,8 @@ def math_items(skill: str, order: np.ndarray, rng: np.random.Generator) -> list[
     items = []
     for i, index in enumerate(order):
         q = questions[index]
-        others, near = list(q.alternatives[:2]), q.alternatives[2:]
+        n_others = len(language.OPERATIONS) - 1  # math_question lists the other operations' results first
+        others, near = list(q.alternatives[:n_others]), q.alternatives[n_others:]
         items.append(_item(skill, i, q, [*others, near[int(rng.integers(len(near)))]], rng))
     return items
 
