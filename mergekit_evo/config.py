@@ -106,8 +106,35 @@ class OptimizerConfig(PluginChoice):
     population: int = Field(8, ge=1)
 
 
+class AuditConfig(_Strict):
+    """`estimator.audit`: score some candidates on every search item as well, to check a cheap estimate during the
+    run. `audit: true` takes the defaults. Audited candidates keep both numbers in their record."""
+
+    fraction: float = Field(0.1, ge=0, le=1, description="share of candidates scored fully, drawn by index and seed")
+    new_best: bool = Field(
+        True, description="score fully every candidate whose estimate would make it the best; it becomes the best "
+        "only if its full score is not below the previous best's"
+    )
+    refit_error: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="refit an estimator that learns (IRT) when its mean absolute error on the candidates audited "
+        "since its last fit passes this (accuracy, 0-1: 0.03 is 3 points)",
+    )
+    refit_min: int = Field(4, ge=1, description="audited candidates since the last fit before the error is judged")
+
+
 class EstimatorConfig(PluginChoice):
     name: str = "full"
+    audit: AuditConfig | None = None
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _switch(cls, value):
+        if value is True:
+            return {}
+        return None if value is False else value
 
 
 class MergerConfig(PluginChoice):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_evo.errors import NoOptions, UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.responses import ResponseSource
+from mergekit_evo.responses import ResponseSource, Scores
 
 
 class Estimator(ABC):
@@ -26,8 +26,8 @@ class Estimator(ABC):
     The run builds it as `cls(options=..., seed=...)` (the user's `estimator.options` mapping, validated against
     `Options`, and the run's seed), calls `check` for each task, `prepare` once, `select` once per task, then
     `estimate` for every candidate. Estimators that learn from data (IRT) score models on whole item sets in
-    `prepare`, through the run's `ResponseSource`, and keep what they fit with the run. The defaults score every
-    item and average.
+    `prepare`, through the run's `ResponseSource`, and keep what they fit with the run; with `estimator.audit` they
+    may also `refit` on the audited candidates. The defaults score every item and average.
     """
 
     Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
@@ -53,6 +53,21 @@ class Estimator(ABC):
     def estimate(self, task: str, indices: Sequence[int], scores: np.ndarray) -> float:
         """The task's accuracy estimated from one candidate's `scores` on the items at `indices`."""
         return float(np.mean(scores)) if len(scores) else 0.0
+
+    def refit(self, audited: list[Scores]) -> bool:
+        """Learn again from what `prepare` learned from plus `audited`: every candidate the run's audit scored on
+        all search items so far, in index order. Called at a generation's end when the error on the candidates
+        audited since the last fit passes `estimator.audit.refit_error`. Keep `select`'s items (the records must
+        stay comparable) and be deterministic (a resumed run refits again from the same data). Return whether the
+        estimates changed; the default learns nothing."""
+        return False
+
+    def get_state(self) -> Any:
+        """What `refit` changed, JSON-able: the run keeps it in every checkpoint, for `set_state` on resume."""
+        return None
+
+    def set_state(self, state: Any) -> None:
+        """Take back what `get_state` gave, after `prepare`, when a run resumes."""
 
 
 class FullEstimator(Estimator):

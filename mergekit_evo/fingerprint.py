@@ -83,6 +83,8 @@ def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str,
                 entries[f"task {task['name']}"] = task
         elif key == "providers" and not value:
             continue  # keys added since a run started must not refuse its resume while they hold their default
+        elif key == "estimator" and value.get("audit") is None:
+            entries[key] = {k: v for k, v in value.items() if k != "audit"}  # likewise
         else:
             entries[key] = value
     for field, ref in config.labelled_inputs():

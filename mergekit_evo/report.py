@@ -114,6 +114,39 @@ def comparison_table(result: RunResult) -> list[str]:
     return lines
 
 
+def audit_lines(result: RunResult, config: EvolveConfig) -> list[str]:
+    """The estimator audit: its error on the candidates also scored on every search item, and its refits."""
+    figures = result.audit
+    if not figures or not figures.get("audited"):
+        return []
+    audit = config.estimator.audit
+    assert audit is not None
+    rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
+    why = [f"a share of {audit.fraction:g}"] * (audit.fraction > 0) + ["every contender for best"] * audit.new_best
+    rank = figures["rank_agreement"]
+    lines = [
+        f"Estimator audit: {figures['audited']} candidates were also scored on every search item "
+        f"({' and '.join(why)}). The estimate's error on them: {100 * figures['mean_error']:.2f} points mean, "
+        f"{100 * figures['max_error']:.2f} max; rank agreement with the full score ({rule}, Spearman): "
+        + ("-" if rank is None else f"{rank:.2f}")
+        + f". New bests refused because their full score fell below the best's: {figures['new_best_rejected']}.",
+    ]
+    if figures.get("refits"):
+        lines += [
+            "",
+            "Refits (error in points, on the candidates audited since the fit before):",
+            "",
+            "| after generation | audited candidates trained on | judged on | error before | error after |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {e['generation']} | {e['trained_on']} | {e['judged_on']} | {100 * e['error_before']:.2f} "
+            f"| {100 * e['error_after']:.2f} |"
+            for e in figures["refits"]
+        ]
+    return lines
+
+
 def report(result: RunResult, config: EvolveConfig) -> str:
     """The whole report.md."""
     n_ok = sum(r.ok for r in result.records)
@@ -127,7 +160,7 @@ def report(result: RunResult, config: EvolveConfig) -> str:
     if result.warning:
         lines += [f"**{result.warning}**", ""]
     lines += score_table(result, config)
-    for block in (finalists_table(result, config), comparison_table(result)):
+    for block in (finalists_table(result, config), audit_lines(result, config), comparison_table(result)):
         if block:
             lines += [""] + block
     progress = best_by_generation(result.records)

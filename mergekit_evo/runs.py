@@ -7,13 +7,16 @@ Layout (every name is spelled here and nowhere else):
   candidates.jsonl    one record per scored candidate, appended, flushed and fsynced as soon as it is scored
   responses.jsonl     whole-item-set scores that estimators learn from (IRT), appended the same way
   estimator/          what such an estimator fitted (NAME.json)
-  checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl)
+  checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl), with what an
+                      audited estimator refitted
   selection.json      the item ids each task is scored on (fixed for the whole run)
   inputs.json         the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
   best_heldout.json   the chosen merge on validation and held-out items, per item, and its paired comparisons
   baselines.json      the plain merges (baselines.py) scored like the parents
   validation.json     the top-k candidates' scores on the validation items, by index
+  full_search.json    the top-k candidates' scores on every search item, by index (cheap estimators)
+  audit.json          runs with `estimator.audit`: the estimate's error on the audited candidates, and the refits
   report.md           parents and baselines against the chosen merge, with paired intervals and p-values
   pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
 
@@ -66,6 +69,9 @@ class CandidateRecord:
     error: str | None = None
     seconds: float = 0.0
     cached_from: int | None = None
+    # runs with `estimator.audit`: the candidate also scored on every search item ({reason, tasks, fitness, items,
+    # accepted}), beside the estimate in `tasks`
+    audit: dict[str, Any] | None = None
     device: str = "cpu"  # where mergekit's arithmetic ran: part of a seeded random method's result
 
     @property
@@ -101,6 +107,8 @@ class CandidateRecord:
                 raise ValueError("an ok record needs fitness and objectives")
             if not isinstance(data.get("tasks"), dict):
                 raise ValueError("tasks is not a mapping")
+        if data.get("audit") is not None and not isinstance(data["audit"], dict):
+            raise ValueError("audit is not a mapping")
         return cls(**data)
 
 
@@ -125,6 +133,7 @@ class RunStore:
     BASELINES = "baselines.json"
     VALIDATION = "validation.json"
     FULL_SEARCH = "full_search.json"
+    AUDIT = "audit.json"
     BEST_MODEL = "best_model"
     REPORT = "report.md"
     PARETO = "pareto.jsonl"

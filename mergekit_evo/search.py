@@ -7,6 +7,7 @@ members that have no record yet.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import zlib
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from mergekit_evo.audit import NEW_BEST, SAMPLE, RunningBest, audited, describe, mean_error, sampled, summary
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
@@ -32,9 +34,9 @@ from mergekit_evo.plugins import (
     registry,
 )
 from mergekit_evo.preflight import check_inputs
-from mergekit_evo.ranking import best_record, ranked, score_by
+from mergekit_evo.ranking import best_record, estimate_by, ranked, score_by
 from mergekit_evo.report import report
-from mergekit_evo.responses import RunResponses
+from mergekit_evo.responses import RunResponses, Scores
 from mergekit_evo.runs import CandidateRecord, RunStore
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
@@ -54,6 +56,7 @@ class RunResult:
     finalists: list[dict] = field(default_factory=list)  # the top-k rescored on all search items and/or validation
     comparisons: dict[str, dict[str, dict]] = field(default_factory=dict)  # other model -> task -> Comparison
     warning: str | None = None
+    audit: dict | None = None  # runs with `estimator.audit`: as in audit.json
 
 
 class Evolution:
@@ -103,6 +106,8 @@ class Evolution:
         optimizer_cls.check_options(config.optimizer.options, n_objectives)
         self.optimizer_cls = optimizer_cls
         self.selection: dict[str, list[int]] = {}
+        self.audit = config.estimator.audit  # None when the estimate is exact (set once the items are drawn)
+        self.running = RunningBest(config.best_by, guarded=False)
 
     # ------------------------------------------------------------------------------ construction
 
@@ -267,7 +272,9 @@ class Evolution:
             device=self.merger.merge_device,
         )
         twin = done.get(merge_yaml)
-        if twin is not None and twin.ok:  # the twin's tensors were scored: its seed and device reproduce them
+        reasons = self._audit_reasons(index, twin.tasks, twin.fitness) if twin is not None and twin.ok else []
+        if twin is not None and twin.ok and (not reasons or twin.audit is not None):
+            # the twin's tensors were scored: its seed and device reproduce them (and its full scores, if audited)
             common.update(seed=twin.seed, device=twin.device)
             return CandidateRecord(
                 **common,
@@ -276,12 +283,15 @@ class Evolution:
                 fitness=twin.fitness,
                 tasks=twin.tasks,
                 cached_from=twin.index,
+                audit={**twin.audit, "reason": reasons} if reasons and twin.audit else None,
             )
         started = time.perf_counter()
         try:
             with self.merger.merged(self.genome.to_merge_config(x), seed=common["seed"]) as model:
                 tasks = self._score(model)
-            objectives, fitness = self._objectives(tasks)
+                objectives, fitness = self._objectives(tasks)
+                reasons = self._audit_reasons(index, tasks, fitness)
+                audit = self._audit_scores(model, reasons) if reasons else None
             return CandidateRecord(
                 **common,
                 status="ok",
@@ -289,6 +299,7 @@ class Evolution:
                 fitness=fitness,
                 tasks=tasks,
                 seconds=round(time.perf_counter() - started, 3),
+                audit=audit,
             )
         except Exception as e:  # a broken candidate is data, not a crash
             return CandidateRecord(
@@ -297,6 +308,89 @@ class Evolution:
                 error=f"{type(e).__name__}: {e}",
                 seconds=round(time.perf_counter() - started, 3),
             )
+
+    # ------------------------------------------------------------------------------ the audit
+
+    def _audit_reasons(self, index: int, tasks: dict[str, dict], fitness: float | None) -> list[str]:
+        """Why this candidate is also scored on every search item: its index fell in the audited share, and/or its
+        estimate would make it the running best."""
+        if self.audit is None or fitness is None:
+            return []
+        reasons = [SAMPLE] if sampled(self.config.seed, index, self.audit.fraction) else []
+        by = self.config.best_by
+        estimate = fitness if by == "weighted" else tasks[by]["estimate"]
+        if self.audit.new_best and self.running.contends(estimate):
+            reasons.append(NEW_BEST)
+        return reasons
+
+    def _audit_scores(self, model: LoadedModel, reasons: list[str]) -> dict[str, Any]:
+        """The audit's part of a record: the candidate on every search item, per item and as the run's fitness."""
+        items = self._score_fully(model)
+        means = {name: float(np.mean(v)) for name, v in items.items()}
+        return {
+            "reason": reasons,
+            "tasks": means,
+            "fitness": self._weighted_mean(means),
+            "items": {name: [float(v) for v in scores] for name, scores in items.items()},
+        }
+
+    def _estimates_from(self, items: dict[str, list[float]]) -> dict[str, float]:
+        """What the estimator, as fitted now, makes of a candidate whose every search item was scored."""
+        out = {}
+        for name, indices in self.selection.items():
+            scores = np.asarray(items[name], dtype=float)
+            out[name] = self.estimator.estimate(name, indices, scores[indices])
+        return out
+
+    def _refit_if_drifting(self, records: list[CandidateRecord], generation: int, state: dict) -> None:
+        """At a generation's end: refit an estimator that learns when its error on the candidates audited since
+        its last fit passes `refit_error`; log and keep the error before and after (on those same candidates)."""
+        assert self.audit is not None and self.audit.refit_error is not None
+        recent = audited(records, since=state["since"])
+        if len(recent) < self.audit.refit_min:
+            return
+        before = mean_error(recent)
+        if before <= self.audit.refit_error:
+            return
+        data: list[Scores] = [
+            {n: np.asarray(v, dtype=float) for n, v in r.audit["items"].items()}
+            for r in audited(records)
+            if r.audit is not None
+        ]
+        if not self.estimator.refit(data):
+            return
+        for name, task in self.tasks.items():
+            if [int(i) for i in self.estimator.select(name, len(task.item_ids))] != self.selection[name]:
+                raise RuntimeError(f"estimator {self.config.estimator.name} changed the items of {name} when refitting")
+        after = float(
+            np.mean(
+                [
+                    abs(estimate - r.audit["tasks"][name])
+                    for r in recent
+                    if r.audit is not None
+                    for name, estimate in self._estimates_from(r.audit["items"]).items()
+                ]
+            )
+        )
+        event = {
+            "generation": generation,
+            "trained_on": len(data),
+            "judged_on": len(recent),
+            "error_before": before,
+            "error_after": after,
+        }
+        state["refits"] = [e for e in state["refits"] if e["generation"] != generation] + [event]
+        state["since"] = 1 + max(r.index for r in records)
+        self.log(
+            f"refit {self.config.estimator.name} on {len(data)} audited candidates at generation {generation}: "
+            f"its error on the {len(recent)} audited since its last fit went from {100 * before:.1f} to "
+            f"{100 * after:.1f} points"
+        )
+
+    def _write_audit(self, records: list[CandidateRecord], state: dict) -> dict:
+        figures = {**summary(records, self.config.best_by), "refits": state["refits"]}
+        self.store.write_json(RunStore.AUDIT, figures)
+        return figures
 
     # ------------------------------------------------------------------------------ inputs
 
@@ -359,6 +453,10 @@ class Evolution:
         # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
         evaluations = recorded.lines
         next_index = self.store.next_index(recorded)
+        if self.audit is not None and not self._cheap():
+            self.log("estimator.audit: the estimate already uses every search item; nothing to audit")
+            self.audit = None
+        audit_state: dict[str, Any] = {"since": 0, "refits": []}  # the estimator's fit is used from `since` on
         checkpoint = self.store.latest_checkpoint()
         if checkpoint is None:
             optimizer = self.optimizer_cls(
@@ -375,11 +473,17 @@ class Evolution:
         else:
             generation, state = checkpoint
             optimizer, elapsed = state["optimizer"], state["elapsed"]
+            if state.get("estimator") is not None:
+                self.estimator.set_state(state["estimator"])
+            audit_state = state.get("audit", audit_state)
             self.log(f"resuming at generation {generation} with {len(records)} recorded candidates")
         by_position = {(r.generation, r.member): r for r in records}
         by_yaml = {r.merge_yaml: r for r in records if r.ok}
         started = time.perf_counter() - elapsed
-        best = best_record(records, self.config.best_by)
+        self.running = RunningBest(self.config.best_by, guarded=self.audit is not None and self.audit.new_best)
+        for seen in sorted(records, key=lambda r: r.index):  # the same decisions, in the same order, as first made
+            self.running.offer(seen)
+        best = self.running.best
 
         while self._budget_left(evaluations, generation, time.perf_counter() - started):
             xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
@@ -389,6 +493,9 @@ class Evolution:
                 record = by_position.get((generation, member))
                 if record is None:
                     record = self.evaluate(x, next_index, generation, member, by_yaml)
+                    if record.audit is not None and NEW_BEST in record.audit["reason"]:
+                        accepted = self.running.accepts(record)
+                        record = dataclasses.replace(record, audit={**record.audit, "accepted": accepted})
                     next_index += 1
                     evaluations += 1
                     self.store.append(record)
@@ -399,15 +506,32 @@ class Evolution:
                     self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
                 if record.ok:
                     fitness[member] = record.objectives
-                    if best is None or score_by(record, self.config.best_by) > score_by(best, self.config.best_by):
-                        best = record
-                        self.store.write_text(RunStore.BEST, best.merge_yaml)
+                self.running.offer(record)
+                if self.running.best is not best:
+                    best = self.running.best
+                    assert best is not None
+                    self.store.write_text(RunStore.BEST, best.merge_yaml)
                 bar.update(1)
-                bar.set_postfix(best=f"{best.fitness:.4f}" if best else "-", failed=sum(not r.ok for r in records))
+                bar.set_postfix(
+                    best=f"{score_by(best, self.config.best_by):.4f}" if best else "-",
+                    failed=sum(not r.ok for r in records),
+                )
             bar.close()
             optimizer.tell(xs, fitness)
+            if self.audit is not None:
+                if self.audit.refit_error is not None:
+                    self._refit_if_drifting(records, generation, audit_state)
+                self.log(describe(self._write_audit(records, audit_state)))
             generation += 1
-            self.store.save_checkpoint(generation, {"optimizer": optimizer, "elapsed": time.perf_counter() - started})
+            self.store.save_checkpoint(
+                generation,
+                {
+                    "optimizer": optimizer,
+                    "elapsed": time.perf_counter() - started,
+                    "estimator": self.estimator.get_state(),
+                    "audit": audit_state,
+                },
+            )
             self.pm.hook.on_generation_end(
                 generation=generation - 1,
                 records=[by_position[(generation - 1, m)] for m in range(len(xs))],
@@ -436,6 +560,9 @@ class Evolution:
         key = str(record.index)
         full = self.store.read_json(RunStore.FULL_SEARCH) or {}
         held = self.store.read_json(RunStore.VALIDATION) or {}
+        if cheap and key not in full and record.audit is not None:  # the audit scored it on every item already
+            full[key] = record.audit["items"]
+            self.store.write_json(RunStore.FULL_SEARCH, full)
         need = [
             what
             for what, on in (
@@ -475,7 +602,7 @@ class Evolution:
         for r in finalists_by_search:
             scores = self._finalist_scores(r, cheap, validation)
             search = {n: t["estimate"] for n, t in r.tasks.items()}
-            entry: dict[str, Any] = {"index": r.index, "search": score_by(r, by)}
+            entry: dict[str, Any] = {"index": r.index, "search": estimate_by(r, by)}
             if cheap:
                 search = {n: float(np.mean(v)) for n, v in scores["full_search"].items()}
                 entry["full_search"] = search
@@ -563,6 +690,7 @@ class Evolution:
             finalists,
             comparisons,
             warning,
+            self.store.read_json(RunStore.AUDIT) if self.audit is not None else None,
         )
         self.store.write_text(RunStore.REPORT, report(result, self.config))
         self.pm.hook.on_run_end(best=best, run_dir=self.store.path)

@@ -62,9 +62,22 @@ def kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 100) -> np.n
     return labels
 
 
-def irt_kmeans_anchors(params: ItemParams, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _embedding(params: ItemParams) -> np.ndarray:
+    """Items as standardized (a_i, b_i) points: what irt-kmeans clusters."""
     embedding = np.hstack([params.a, params.b[:, None]])
-    embedding = (embedding - embedding.mean(0)) / (embedding.std(0) + 1e-12)
+    return (embedding - embedding.mean(0)) / (embedding.std(0) + 1e-12)
+
+
+def nearest_anchor_weights(params: ItemParams, anchors: np.ndarray) -> np.ndarray:
+    """Fixed anchors' weights under new item parameters: each item counts for the anchor nearest it (a refit)."""
+    embedding = _embedding(params)
+    nearest = ((embedding[:, None, :] - embedding[anchors][None]) ** 2).sum(-1).argmin(1)
+    counts = np.bincount(nearest, minlength=len(anchors)).astype(float)
+    return counts / counts.sum()
+
+
+def irt_kmeans_anchors(params: ItemParams, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    embedding = _embedding(params)
     labels = kmeans(embedding, n, seed)
     chosen, weights = [], []
     for j in np.unique(labels):

@@ -27,8 +27,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from scipy.stats import qmc
 
-from mergekit_evo import Estimator, ResponseSource, UserError
-from mergekit_evo_irt.anchors import Method, select_anchors
+from mergekit_evo import Estimator, ResponseSource, Scores, UserError
+from mergekit_evo_irt.anchors import Method, nearest_anchor_weights, select_anchors
 from mergekit_evo_irt.model import (
     ItemParams,
     Priors,
@@ -180,17 +180,25 @@ class IRTEstimator(Estimator):
             )
 
     def prepare(self, source: ResponseSource) -> None:
+        # the responses are kept for `refit`; on resume they come from the run's cache, not from scoring again
+        endpoints = source.inputs()
+        points = calibration_points(source.dim, self.options.calibration, self.seed)
+        merges = [m for m in source.merges(points) if m is not None]
+        self.item_ids = source.item_ids
+        self.responses = {
+            task: (
+                np.array([scores[task] for scores in endpoints.values()]),
+                np.array([m[task] for m in merges]).reshape(len(merges), len(item_ids)),
+            )
+            for task, item_ids in source.item_ids.items()
+        }
         saved = source.load("irt")
         if saved is not None and saved.get("options") == self.options.model_dump(mode="json"):
             self.fits = {task: TaskFit.from_json(d) for task, d in saved["tasks"].items()}
             return
-        endpoints = source.inputs()
-        points = calibration_points(source.dim, self.options.calibration, self.seed)
-        merges = [m for m in source.merges(points) if m is not None]
         self.fits = {}
         for task, item_ids in source.item_ids.items():
-            endpoint_y = np.array([scores[task] for scores in endpoints.values()])
-            calibration_y = np.array([m[task] for m in merges]).reshape(len(merges), len(item_ids))
+            endpoint_y, calibration_y = self.responses[task]
             self.fits[task] = self._fit_task(task, item_ids, endpoint_y, calibration_y)
             source.log(
                 f"IRT for {task}: dimension {self.fits[task].dim}, {len(self.fits[task].anchors)} anchors "
@@ -202,7 +210,16 @@ class IRTEstimator(Estimator):
             {"options": self.options.model_dump(mode="json"), "tasks": {t: f.to_json() for t, f in self.fits.items()}},
         )
 
-    def _fit_task(self, task: str, item_ids: list[str], endpoint_y: np.ndarray, calibration_y: np.ndarray) -> TaskFit:
+    def _fit_task(
+        self,
+        task: str,
+        item_ids: list[str],
+        endpoint_y: np.ndarray,
+        calibration_y: np.ndarray,
+        keep: TaskFit | None = None,
+    ) -> TaskFit:
+        """Fit a task's IRT model, anchors and mixing weights; a refit `keep`s the earlier fit's dimension and
+        anchors (the items every candidate is scored on) and learns the rest again."""
         o = self.options
         responses = np.vstack([endpoint_y, calibration_y])
         if o.item_params is not None:
@@ -210,10 +227,18 @@ class IRTEstimator(Estimator):
             dim = params.dim
             endpoint_theta = fit_abilities(endpoint_y, params, o.priors.theta)
         else:
-            dim = o.dim if o.dim != "auto" else choose_dim(responses, o.dims, self.seed, o.priors)
+            if keep is not None:
+                dim = keep.dim
+            else:
+                dim = o.dim if o.dim != "auto" else choose_dim(responses, o.dims, self.seed, o.priors)
             params, theta = fit(responses, dim, self.seed, o.priors)
             endpoint_theta = theta[: len(endpoint_y)]
-        anchors, weights = select_anchors(o.anchors, o.n, params, responses, self.seed)
+        if keep is None:
+            anchors, weights = select_anchors(o.anchors, o.n, params, responses, self.seed)
+        elif o.anchors == "irt-kmeans":
+            anchors, weights = keep.anchors, nearest_anchor_weights(params, keep.anchors)
+        else:
+            anchors, weights = keep.anchors, keep.weights
         fit_ = TaskFit(params, anchors, weights, endpoint_theta, dim, 0.5, 0.5, {})
         # Mixing weights and errors from the calibration merges (the endpoints when there are none).
         judged = calibration_y if len(calibration_y) >= 2 else responses
@@ -241,6 +266,25 @@ class IRTEstimator(Estimator):
 
     def estimate(self, task: str, indices: Sequence[int], scores: np.ndarray) -> float:
         return weighted_accuracy(np.asarray(scores, dtype=float), self.fits[task].weights)
+
+    def refit(self, audited: list[Scores]) -> bool:
+        """Fit again with the audited candidates added to the calibration merges: same dimension and anchors, new
+        item parameters, endpoint abilities, mixing weights and (irt-kmeans) anchor weights."""
+        if not audited:
+            return False
+        for task, item_ids in self.item_ids.items():
+            endpoint_y, calibration_y = self.responses[task]
+            extra = np.array([scores[task] for scores in audited], dtype=float)
+            self.fits[task] = self._fit_task(
+                task, item_ids, endpoint_y, np.vstack([calibration_y, extra]), keep=self.fits[task]
+            )
+        return True
+
+    def get_state(self) -> dict:
+        return {task: f.to_json() for task, f in self.fits.items()}
+
+    def set_state(self, state: dict) -> None:
+        self.fits = {task: TaskFit.from_json(d) for task, d in state.items()}
 
 
 def _p_irt_of(y: np.ndarray, f: TaskFit, theta_sd: float) -> float:
