@@ -90,6 +90,16 @@ def mean_error(records: Sequence[CandidateRecord]) -> float:
     return float(np.mean([e for r in records for e in task_errors(r)]))
 
 
+def drift(records: Sequence[CandidateRecord], since: int, threshold: float, minimum: int) -> float | None:
+    """The error that calls for a refit: the mean absolute error on the candidates audited from index `since` on
+    (those the current fit estimated), when there are at least `minimum` of them and it passes `threshold`."""
+    recent = audited(records, since)
+    if len(recent) < minimum:
+        return None
+    error = mean_error(recent)
+    return error if error > threshold else None
+
+
 def summary(records: Sequence[CandidateRecord], by: str) -> dict:
     """The audit's figures so far: how many, mean and max error (per task), and the rank agreement (Spearman)
     between estimate and full score under the best-selection rule: what the optimizer feels."""

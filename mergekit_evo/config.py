@@ -112,8 +112,9 @@ class AuditConfig(_Strict):
 
     fraction: float = Field(0.1, ge=0, le=1, description="share of candidates scored fully, drawn by index and seed")
     new_best: bool = Field(
-        True, description="score fully every candidate whose estimate would make it the best; it becomes the best "
-        "only if its full score is not below the previous best's"
+        True,
+        description="score fully every candidate whose estimate would make it the best; it becomes the best "
+        "only if its full score is not below the previous best's",
     )
     refit_error: float | None = Field(
         None,

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from mergekit_evo.audit import NEW_BEST, SAMPLE, RunningBest, audited, describe, mean_error, sampled, summary
+from mergekit_evo.audit import NEW_BEST, SAMPLE, RunningBest, audited, describe, drift, sampled, summary
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
@@ -283,7 +283,9 @@ class Evolution:
                 fitness=twin.fitness,
                 tasks=twin.tasks,
                 cached_from=twin.index,
-                audit={**twin.audit, "reason": reasons} if reasons and twin.audit else None,
+                audit={**{k: v for k, v in twin.audit.items() if k != "accepted"}, "reason": reasons}
+                if reasons and twin.audit
+                else None,
             )
         started = time.perf_counter()
         try:
@@ -346,12 +348,10 @@ class Evolution:
         """At a generation's end: refit an estimator that learns when its error on the candidates audited since
         its last fit passes `refit_error`; log and keep the error before and after (on those same candidates)."""
         assert self.audit is not None and self.audit.refit_error is not None
+        before = drift(records, state["since"], self.audit.refit_error, self.audit.refit_min)
+        if before is None:
+            return
         recent = audited(records, since=state["since"])
-        if len(recent) < self.audit.refit_min:
-            return
-        before = mean_error(recent)
-        if before <= self.audit.refit_error:
-            return
         data: list[Scores] = [
             {n: np.asarray(v, dtype=float) for n, v in r.audit["items"].items()}
             for r in audited(records)

@@ -147,7 +147,9 @@ def test_a_drifting_estimator_is_refitted_and_its_error_falls(tiny_world, tmp_pa
     }
     assert gap["after"] < gap["before"] / 2, gap
     # a refit changes no record already written: generation 0 kept its biased estimates
-    assert all(r.tasks[t]["estimate"] == pytest.approx(np.mean(r.tasks[t]["scores"]) + 0.25) for r in before for t in TASKS)
+    assert all(
+        r.tasks[t]["estimate"] == pytest.approx(np.mean(r.tasks[t]["scores"]) + 0.25) for r in before for t in TASKS
+    )
 
 
 def test_a_resumed_run_makes_the_same_audit_and_refit_decisions(tiny_world, tmp_path, drifting):

@@ -97,3 +97,26 @@ def test_responses_of_a_killed_preparation_are_kept(tiny_world, tmp_path):
     assert any("scoring 1 calibration merges" in line for line in logged), logged
     assert not any("input models" in line for line in logged)
     assert (run.run_dir / "responses.jsonl").read_bytes().splitlines(keepends=True)[:4] == lines[:4]
+
+
+def test_an_audited_irt_run_refits_on_drift_keeps_its_anchors_and_a_resume_refits_alike(tiny_world, tmp_path):
+    estimator = {
+        "name": "gmp-irt",
+        "options": {"n": 10, "calibration": 8},
+        "audit": {"fraction": 0.25, "refit_error": 0.01, "refit_min": 2},
+    }
+    original = _run(tiny_world, tmp_path / "run", estimator)
+    refits = original.audit["refits"]
+    assert refits, "a 1-point threshold on 10 anchors should be passed"
+    store = RunStore(original.run_dir)
+    generation, state = store.latest_checkpoint()
+    initial = json.loads((original.run_dir / "estimator" / "irt.json").read_text())["tasks"]
+    for task, fitted in state["estimator"].items():
+        assert fitted["anchors"] == initial[task]["anchors"]  # the items every candidate is scored on stay
+        assert fitted["params"] != initial[task]["params"]  # and the model of them was learned again
+    copy = interrupted_copy(original.run_dir, tmp_path / "killed", keep=13)
+    resumed = Evolution.resume(copy, log=lambda _: None).run(progress=False)
+    assert [(r.fitness, r.tasks, r.audit) for r in resumed.records] == [
+        (r.fitness, r.tasks, r.audit) for r in original.records
+    ]
+    assert resumed.audit == original.audit
