@@ -51,13 +51,14 @@ class Setup:
     dim: int
     inputs: dict[str, Scores]
     score_point: Callable[[np.ndarray], Scores]
+    start: np.ndarray  # the run's start point, where `calibration_around: start` calibrates
     sets: dict[str, list[Scores]] = field(default_factory=dict)
     runs: list[list[list[Scores]]] = field(default_factory=list)  # CMA-ES runs: generations of candidates
 
 
 def scorer(world: Path, data: dict):
-    """The genome, merger and task backends a run of config `data` would score with: (item ids, dim, score_ref,
-    score_point)."""
+    """The genome, merger and task backends a run of config `data` would score with: (item ids, dim, input refs,
+    score_ref, score_point, start point)."""
     from mergekit_evo.config import parse_config
     from mergekit_evo.genome import GenomeSpace
     from mergekit_evo.plugins import registry
@@ -79,17 +80,18 @@ def scorer(world: Path, data: dict):
         with merger.input_model(ref) as model:
             return score(model)
 
-    return {n: t.item_ids for n, t in tasks.items()}, genome.dim, config.input_refs(), score_ref, score_point
+    item_ids = {n: t.item_ids for n, t in tasks.items()}
+    return item_ids, genome.dim, config.input_refs(), score_ref, score_point, genome.initial_point()
 
 
 def _random_merges(world: Path, data: dict, n: int, seed: int) -> list[Scores]:
-    _, dim, _, _, score_point = scorer(world, data)
+    _, dim, _, _, score_point, _ = scorer(world, data)
     return [score_point(x) for x in np.random.default_rng(seed).random((n, dim))]
 
 
 def _setup(world: Path, name: str, data: dict) -> Setup:
-    item_ids, dim, refs, score_ref, score_point = scorer(world, data)
-    return Setup(name, item_ids, dim, {ref: score_ref(ref) for ref in refs}, score_point)
+    item_ids, dim, refs, score_ref, score_point, start = scorer(world, data)
+    return Setup(name, item_ids, dim, {ref: score_ref(ref) for ref in refs}, score_point, start)
 
 
 def two_skill(world: Path, n_heldout: int, log) -> Setup:
@@ -148,10 +150,10 @@ def cross_skill(world: Path, n_heldout: int, runs: int, evaluations: int, log) -
 # ------------------------------------------------------------------------------------------ measuring
 
 
-def prepared(name: str, n: int, calibration: int, seed: int, source):
+def prepared(name: str, n: int, calibration: int, seed: int, source, irt_options: dict | None = None):
     from mergekit_evo.plugins import registry
 
-    options = {"k": n} if name == "subsample" else {"n": n, "calibration": calibration}
+    options = {"k": n} if name == "subsample" else {"n": n, "calibration": calibration, **(irt_options or {})}
     estimator = registry().get("estimators", name, "estimator")(options=options, seed=seed)
     estimator.prepare(source)
     selection = {task: np.asarray(estimator.select(task, len(ids))) for task, ids in source.item_ids.items()}
@@ -252,16 +254,18 @@ def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit
     return out
 
 
-def measure(setups: list[Setup], anchors: list[int], seeds: int, calibration: int, audit, log) -> dict:
+def measure(
+    setups: list[Setup], anchors: list[int], seeds: int, calibration: int, audit, log, irt_options: dict | None = None
+) -> dict:
     from mergekit_evo.responses import StaticResponses
 
     table: dict = {}
     for setup in setups:
         for seed in range(seeds):
-            source = StaticResponses(setup.item_ids, setup.dim, seed, setup.inputs, setup.score_point)
+            source = StaticResponses(setup.item_ids, setup.dim, seed, setup.inputs, setup.score_point, setup.start)
             for n in anchors:
                 for name in ESTIMATORS:
-                    estimator, selection = prepared(name, n, calibration, seed, source)
+                    estimator, selection = prepared(name, n, calibration, seed, source, irt_options)
                     tasks = list(selection)
                     for set_name, merges in setup.sets.items():
                         est, truth = estimates(estimator, selection, merges), truths(merges, tasks)
@@ -272,7 +276,7 @@ def measure(setups: list[Setup], anchors: list[int], seeds: int, calibration: in
                                 figures(est[top], truth[top])
                             )
                     for run in setup.runs:
-                        fresh, _ = prepared(name, n, calibration, seed, source)  # refits change the estimator
+                        fresh, _ = prepared(name, n, calibration, seed, source, irt_options)  # a refit changes it
                         table.setdefault((setup.name, "audited run", n, name), []).append(
                             replay_audit(fresh, selection, run, seed, audit)
                         )
@@ -287,7 +291,9 @@ def measure(setups: list[Setup], anchors: list[int], seeds: int, calibration: in
                 k = min(n_items, round(results[(setup.name, "audited run", n, name)]["cost"] / len(setup.item_ids)))
                 rows = []
                 for seed in range(seeds):
-                    source = StaticResponses(setup.item_ids, setup.dim, seed, setup.inputs, setup.score_point)
+                    source = StaticResponses(
+                        setup.item_ids, setup.dim, seed, setup.inputs, setup.score_point, setup.start
+                    )
                     estimator, selection = prepared("subsample", k, calibration, seed, source)
                     merges = setup.sets["CMA-ES visited"]
                     rows.append(figures(estimates(estimator, selection, merges), truths(merges, list(selection))))
@@ -364,7 +370,10 @@ def run(
     evaluations: int,
     audit: dict,
     log=print,
+    irt_options: dict | None = None,
 ) -> tuple[dict, str]:
+    """Every setup scored and measured: (results by (run, set, anchors, estimator), the markdown tables).
+    `irt_options` are added to the IRT estimators' options (the suite's reduced form fixes `dim: 1`)."""
     from mergekit_evo.config import AuditConfig
     from mergekit_evo.tiny_world import ensure_world
 
@@ -372,7 +381,7 @@ def run(
     started = time.perf_counter()
     setups = [two_skill(world, n_heldout, log), cross_skill(world, n_heldout, runs, evaluations, log)]
     log(f"merges scored in {time.perf_counter() - started:.0f} s")
-    results = measure(setups, anchors, seeds, calibration, AuditConfig(**audit), log)
+    results = measure(setups, anchors, seeds, calibration, AuditConfig(**audit), log, irt_options)
     n_items = {s.name: int(np.mean([len(v) for v in s.item_ids.values()])) for s in setups}
     return results, format_tables(results, anchors, n_items)
 
@@ -389,6 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--evaluations", type=int, default=296, help="candidates per CMA-ES run")
     parser.add_argument("--audit-fraction", type=float, default=0.05, help="audited share in the replayed runs")
     parser.add_argument("--refit-error", type=float, default=0.03, help="refit threshold in the replayed runs")
+    parser.add_argument(
+        "--calibration-around", choices=["genome", "start"], default="genome", help="the IRT calibration merges"
+    )
     args = parser.parse_args(argv)
     _quiet_libraries()
     audit = {"fraction": args.audit_fraction, "refit_error": args.refit_error}
@@ -401,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
         args.evaluations,
         audit,
         log=lambda line: print(line, flush=True),
+        irt_options={"calibration_around": args.calibration_around},
     )
     print(tables)
 

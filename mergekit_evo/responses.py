@@ -25,12 +25,14 @@ class ResponseSource(ABC):
     """What `Estimator.prepare` may ask of the run: whole-item-set scores of input models and of merges.
 
     Attributes: `item_ids`, the search items of each task in order; `dim`, the genome's dimension (merges are
-    asked for as points of [0, 1]^dim); `seed`, the run's seed.
+    asked for as points of [0, 1]^dim); `seed`, the run's seed; `start`, the point the search starts from (the
+    genome's start values), where an estimator may calibrate around.
     """
 
     item_ids: dict[str, list[str]]
     dim: int
     seed: int
+    start: np.ndarray
 
     @abstractmethod
     def inputs(self) -> dict[str, Scores]:
@@ -69,11 +71,12 @@ class RunResponses(ResponseSource):
         score_input: Callable[[str], Scores],
         score_point: Callable[[np.ndarray], Scores],
         refs: list[str],
+        start: np.ndarray,
         log: Callable[[str], None] = print,
         progress: bool = True,
     ):
         self.store = store
-        self.item_ids, self.dim, self.seed = item_ids, dim, seed
+        self.item_ids, self.dim, self.seed, self.start = item_ids, dim, seed, np.asarray(start, dtype=float)
         self._score_input, self._score_point, self._refs = score_input, score_point, refs
         self._log, self._progress = log, progress
         self._cache = self._read()
@@ -142,8 +145,10 @@ class StaticResponses(ResponseSource):
         seed: int,
         inputs: dict[str, Scores],
         score_point: Callable[[np.ndarray], Scores],
+        start: np.ndarray | None = None,
     ):
         self.item_ids, self.dim, self.seed = item_ids, dim, seed
+        self.start = np.full(dim, 0.5) if start is None else np.asarray(start, dtype=float)  # default: the centre
         self._inputs, self._score_point = inputs, score_point
         self._merges: dict[str, Scores] = {}
         self._state: dict[str, Any] = {}

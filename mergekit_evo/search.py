@@ -170,6 +170,7 @@ class Evolution:
                 log=self.log,
                 progress=progress,
                 refs=self.config.input_refs(),
+                start=self.genome.initial_point(),
             )
         )
         selection = {

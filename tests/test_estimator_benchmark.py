@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ def estimator_error():
     spec = importlib.util.spec_from_file_location("estimator_error", BENCHMARK)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -31,6 +33,7 @@ def test_the_estimator_benchmark_measures_every_set_and_the_audited_runs(estimat
         evaluations=16,
         audit={"fraction": 0.25, "refit_error": 0.01, "refit_min": 2},
         log=lambda _: None,
+        irt_options={"dim": 1},
     )
     sets = {
         ("two-skill", "like calibration"),

@@ -120,6 +120,11 @@ class IRTOptions(BaseModel):
     dim: int | Literal["auto"] = Field("auto", description="IRT dimension, or auto: the best held-out fit of `dims`")
     dims: list[int] = Field([1, 2, 3, 5], min_length=1)
     calibration: int = Field(16, ge=0, description="merges sampled over the genome and scored on every item")
+    calibration_around: Literal["genome", "start"] = Field(
+        "genome",
+        description="where the calibration merges are drawn: genome (a Latin hypercube of all of it) or start "
+        "(normal around the search's start point, sd 1/6 of each range, as CMA-ES's first steps)",
+    )
     item_params: Path | None = Field(None, description="JSON {task: {item_ids, a, b}} to use instead of fitting")
     mixing: Literal["data"] | float = Field("data", description="gp/gmp-IRT mixing weight: data, or a number in [0, 1]")
     priors: Priors = Field(default_factory=Priors)
@@ -160,11 +165,15 @@ def _read_item_params(path: Path, task: str, item_ids: list[str]) -> ItemParams:
     return full.take(order)
 
 
-def calibration_points(dim: int, n: int, seed: int) -> np.ndarray:
-    """A space-filling sample of the genome: a Latin hypercube, the same for the same seed."""
+def calibration_points(dim: int, n: int, seed: int, around: np.ndarray | None = None) -> np.ndarray:
+    """The calibration merges' genome points, the same for the same seed: a space-filling Latin hypercube of the
+    whole genome, or (`around` a start point) normal draws around it with sd 1/6, clipped to the genome."""
     if n == 0:
         return np.zeros((0, dim))
-    return qmc.LatinHypercube(d=dim, seed=np.random.default_rng([seed, 7])).random(n)
+    rng = np.random.default_rng([seed, 7])
+    if around is not None:
+        return np.clip(np.asarray(around, dtype=float) + rng.normal(0.0, 1 / 6, (n, dim)), 0.0, 1.0)
+    return qmc.LatinHypercube(d=dim, seed=rng).random(n)
 
 
 class IRTEstimator(Estimator):
@@ -182,7 +191,8 @@ class IRTEstimator(Estimator):
     def prepare(self, source: ResponseSource) -> None:
         # the responses are kept for `refit`; on resume they come from the run's cache, not from scoring again
         endpoints = source.inputs()
-        points = calibration_points(source.dim, self.options.calibration, self.seed)
+        around = source.start if self.options.calibration_around == "start" else None
+        points = calibration_points(source.dim, self.options.calibration, self.seed, around)
         merges = [m for m in source.merges(points) if m is not None]
         self.item_ids = source.item_ids
         self.responses = {
@@ -193,7 +203,7 @@ class IRTEstimator(Estimator):
             for task, item_ids in source.item_ids.items()
         }
         saved = source.load("irt")
-        if saved is not None and saved.get("options") == self.options.model_dump(mode="json"):
+        if saved is not None and saved.get("options") == self._fitted_with():
             self.fits = {task: TaskFit.from_json(d) for task, d in saved["tasks"].items()}
             return
         self.fits = {}
@@ -207,8 +217,16 @@ class IRTEstimator(Estimator):
             )
         source.save(
             "irt",
-            {"options": self.options.model_dump(mode="json"), "tasks": {t: f.to_json() for t, f in self.fits.items()}},
+            {"options": self._fitted_with(), "tasks": {t: f.to_json() for t, f in self.fits.items()}},
         )
+
+    def _fitted_with(self) -> dict:
+        """The options a saved fit is checked against; an option added since a run started is left out while it
+        holds its default, so that run resumes with its fit."""
+        options = self.options.model_dump(mode="json")
+        if options["calibration_around"] == "genome":
+            del options["calibration_around"]
+        return options
 
     def _fit_task(
         self,

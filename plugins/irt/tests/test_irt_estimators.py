@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import qmc
 
 from mergekit_evo.errors import UserError
 from mergekit_evo.responses import StaticResponses
@@ -17,6 +18,7 @@ from mergekit_evo_irt.estimators import (
     MPIRTEstimator,
     PIRTEstimator,
     TaskFit,
+    calibration_points,
     mix,
     mixing_weight,
     mp_irt,
@@ -163,3 +165,25 @@ def test_more_anchors_than_search_items_are_refused_before_the_run_starts():
     estimator.check("math_a", 500)  # as many as there are: fine
     with pytest.raises(UserError, match=r"estimator.options.n: 500 anchors are more than the 128 search items"):
         estimator.check("math_a", 128)
+
+
+def test_calibration_merges_can_be_drawn_around_the_start_point():
+    start = np.array([0.2, 0.6])
+    points = calibration_points(2, 400, 0, around=start)
+    assert points.shape == (400, 2) and points.min() >= 0 and points.max() <= 1
+    np.testing.assert_allclose(points.mean(0), start, atol=0.03)
+    np.testing.assert_allclose(points.std(0), 1 / 6, atol=0.03)
+    np.testing.assert_array_equal(points, calibration_points(2, 400, 0, around=start))
+    # the genome-wide default is the Latin hypercube runs have always drawn
+    expected = qmc.LatinHypercube(d=2, seed=np.random.default_rng([0, 7])).random(8)
+    np.testing.assert_array_equal(calibration_points(2, 8, 0), expected)
+
+
+def test_a_fit_saved_before_calibration_around_existed_is_reused_and_start_refits():
+    source, _ = _world()
+    IRTEstimator(options={"n": 10, "calibration": 4}, seed=0).prepare(source)
+    assert "calibration_around" not in source.load("irt")["options"]  # as runs of the previous version saved it
+    IRTEstimator(options={"n": 10, "calibration": 4, "calibration_around": "genome"}, seed=0).prepare(source)
+    assert len(source.messages) == 1
+    IRTEstimator(options={"n": 10, "calibration": 4, "calibration_around": "start"}, seed=0).prepare(source)
+    assert len(source.messages) == 2 and len(source._merges) == 8
