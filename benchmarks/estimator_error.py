@@ -254,6 +254,12 @@ def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit
     return out
 
 
+def _mean(values: list[float]) -> float:
+    """The mean over seeds of what was defined (a rank correlation is not, when every estimate is equal)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 def measure(
     setups: list[Setup], anchors: list[int], seeds: int, calibration: int, audit, log, irt_options: dict | None = None
 ) -> dict:
@@ -281,7 +287,7 @@ def measure(
                             replay_audit(fresh, selection, run, seed, audit)
                         )
             log(f"{setup.name}: seed {seed} measured")
-    results = {key: {k: float(np.nanmean([f[k] for f in rows])) for k in rows[0]} for key, rows in table.items()}
+    results = {key: {k: _mean([f[k] for f in rows]) for k in rows[0]} for key, rows in table.items()}
     for setup in setups:  # the yardstick: subsample at the audited runs' cost, on the same visited candidates
         if not setup.runs:
             continue
@@ -299,7 +305,7 @@ def measure(
                     rows.append(figures(estimates(estimator, selection, merges), truths(merges, list(selection))))
                 results[(setup.name, "equal-cost subsample", n, name)] = {
                     "k": k,
-                    **{key: float(np.nanmean([f[key] for f in rows])) for key in rows[0]},
+                    **{key: _mean([f[key] for f in rows]) for key in rows[0]},
                 }
     return results
 
