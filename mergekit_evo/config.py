@@ -110,7 +110,7 @@ class AuditConfig(_Strict):
     """`estimator.audit`: score some candidates on every search item as well, to check a cheap estimate during the
     run. `audit: true` takes the defaults. Audited candidates keep both numbers in their record."""
 
-    fraction: float = Field(0.1, ge=0, le=1, description="share of candidates scored fully, drawn by index and seed")
+    fraction: float = Field(0.05, ge=0, le=1, description="share of candidates scored fully, drawn by index and seed")
     new_best: bool = Field(
         True,
         description="score fully every candidate whose estimate would make it the best; it becomes the best "
