@@ -358,7 +358,15 @@ class Evolution:
             for r in audited(records)
             if r.audit is not None
         ]
-        if not self.estimator.refit(data):
+        kept = self.estimator.get_state()
+        try:
+            changed = self.estimator.refit(data)
+        except Exception as e:  # a fit that fails leaves the estimate as it was; the search goes on
+            if kept is not None:
+                self.estimator.set_state(kept)
+            self.log(f"refit {self.config.estimator.name} failed ({type(e).__name__}: {e}); keeping its current fit")
+            return
+        if not changed:
             return
         for name, task in self.tasks.items():
             if [int(i) for i in self.estimator.select(name, len(task.item_ids))] != self.selection[name]:

@@ -33,6 +33,7 @@ class DriftingEstimator(Estimator):
         model_config = ConfigDict(extra="forbid")
         k: int = 20
         bias: float = 0.25
+        broken_refit: bool = False  # refit learns half the bias away, then raises
 
     def prepare(self, source):
         self.bias = {task: self.options.bias for task in source.item_ids}
@@ -45,6 +46,9 @@ class DriftingEstimator(Estimator):
         return float(np.mean(scores)) + self.bias[task]
 
     def refit(self, audited):
+        if self.options.broken_refit:
+            self.bias = {task: bias / 2 for task, bias in self.bias.items()}
+            raise RuntimeError("the fit diverged")
         for task, n in self.n_items.items():
             chosen = self.select(task, n)
             self.bias[task] = float(np.mean([s[task].mean() - s[task][chosen].mean() for s in audited]))
@@ -181,3 +185,20 @@ def test_audit_options_are_checked_and_a_full_estimate_has_nothing_to_audit(tiny
     run = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=logged.append).run(progress=False)
     assert any("nothing to audit" in line for line in logged)
     assert all(r.audit is None for r in run.records) and not (run.run_dir / RunStore.AUDIT).exists()
+
+
+def test_a_refit_that_fails_keeps_the_fit_it_had_and_the_run_goes_on(tiny_world, tmp_path, drifting):
+    estimator = {
+        "name": "drifting-test",
+        "options": {"k": 20, "bias": 0.25, "broken_refit": True},
+        "audit": {"fraction": 0.5, "refit_error": 0.1, "refit_min": 2},
+    }
+    data = two_skill_config(tiny_world, max_evaluations=16, population=8)
+    data["estimator"] = estimator
+    logged: list[str] = []
+    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=logged.append).run(progress=False)
+    assert len(result.records) == 16 and not result.audit["refits"]
+    assert any("refit drifting-test failed (RuntimeError: the fit diverged)" in line for line in logged)
+    for r in result.records:  # the half-learned bias was put back: every estimate still carries all of it
+        for t in TASKS:
+            assert r.tasks[t]["estimate"] == pytest.approx(np.mean(r.tasks[t]["scores"]) + 0.25)
