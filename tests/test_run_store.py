@@ -330,6 +330,12 @@ def test_run_into_a_folder_that_holds_part_of_a_run_is_refused_and_leaves_it_as_
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def _ctrl_c_deliverable() -> None:
+    """In the child, before exec: Ctrl-C acts by default. A shell starts a background job (`make test &`) with
+    SIGINT ignored, the ignore is inherited across exec, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctrl_c_says_how_to_resume(
     tiny_world, tmp_path
 ):
@@ -342,6 +348,7 @@ def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctr
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_ctrl_c_deliverable,
     )
     try:
         candidates = run_dir / RunStore.CANDIDATES
