@@ -198,7 +198,7 @@ def top10(est: np.ndarray, merges: list[Scores]) -> list[int]:
 def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit) -> dict:
     """An audited run along a CMA-ES trajectory, decided by the product's audit code: what the optimizer was told
     (errors, rank), the accepted best's regret, and the items scored per candidate, audits included."""
-    from mergekit_evo.audit import NEW_BEST, SAMPLE, RunningBest, audited, drift, sampled
+    from mergekit_evo.audit import RunningBest, audited, drift, reasons
     from mergekit_evo.runs import CandidateRecord
 
     tasks = list(selection)
@@ -212,9 +212,7 @@ def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit
             index = len(records)
             est = {t: estimator.estimate(t, idx, scores[t][idx]) for t, idx in selection.items()}
             fitness = float(np.mean(list(est.values())))
-            reasons = [SAMPLE] * sampled(seed, index, audit.fraction) + [NEW_BEST] * (
-                audit.new_best and running.contends(fitness)
-            )
+            why = reasons(audit, seed, index, fitness, running)
             full = {t: float(scores[t].mean()) for t in tasks}
             record = CandidateRecord(
                 index=index,
@@ -229,15 +227,15 @@ def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit
                 fitness=fitness,
                 tasks={t: {"estimate": e} for t, e in est.items()},
                 audit={
-                    "reason": reasons,
+                    "reason": why,
                     "tasks": full,
                     "fitness": float(np.mean(list(full.values()))),
                     "items": scores,
                 }
-                if reasons
+                if why
                 else None,
             )
-            full_items += n_all if reasons else 0
+            full_items += n_all if why else 0
             running.offer(record)
             records.append(record)
             told.append(list(est.values()))

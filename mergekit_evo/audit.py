@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from mergekit_evo.config import AuditConfig
 from mergekit_evo.ranking import estimate_by, full_by, score_by
 from mergekit_evo.runs import CandidateRecord
 
@@ -27,6 +28,15 @@ _STREAM = 0xA0D17  # keeps the audit's draws apart from every other use of the r
 def sampled(seed: int, index: int, fraction: float) -> bool:
     """Whether candidate `index` falls in the audited share: the same answer for the same seed, always."""
     return fraction > 0 and float(np.random.default_rng([seed, index, _STREAM]).random()) < fraction
+
+
+def reasons(audit: AuditConfig, seed: int, index: int, estimate: float, running: RunningBest) -> list[str]:
+    """Why candidate `index` (its estimate under the best-selection rule: `estimate`) is also scored on every search
+    item: its index fell in the audited share, and/or it contends for best. Empty when it is not audited."""
+    why = [SAMPLE] if sampled(seed, index, audit.fraction) else []
+    if audit.new_best and running.contends(estimate):
+        why.append(NEW_BEST)
+    return why
 
 
 class RunningBest:

@@ -19,7 +19,8 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from mergekit_evo.audit import NEW_BEST, SAMPLE, RunningBest, audited, describe, drift, sampled, summary
+from mergekit_evo.audit import NEW_BEST, RunningBest, audited, describe, drift, summary
+from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
@@ -319,12 +320,9 @@ class Evolution:
         estimate would make it the running best."""
         if self.audit is None or fitness is None:
             return []
-        reasons = [SAMPLE] if sampled(self.config.seed, index, self.audit.fraction) else []
         by = self.config.best_by
         estimate = fitness if by == "weighted" else tasks[by]["estimate"]
-        if self.audit.new_best and self.running.contends(estimate):
-            reasons.append(NEW_BEST)
-        return reasons
+        return audit_reasons(self.audit, self.config.seed, index, estimate, self.running)
 
     def _audit_scores(self, model: LoadedModel, reasons: list[str]) -> dict[str, Any]:
         """The audit's part of a record: the candidate on every search item, per item and as the run's fitness."""
@@ -584,9 +582,7 @@ class Evolution:
             self.log(f"scoring candidate {record.index} on {' and '.join(need)}")
             with self.merger.merged(self.genome.to_merge_config(np.asarray(record.genome)), seed=record.seed) as model:
                 if cheap and key not in full:
-                    full[key] = {
-                        n: [float(v) for v in t.score(model, range(len(t.item_ids)))] for n, t in self.tasks.items()
-                    }
+                    full[key] = {n: [float(v) for v in scores] for n, scores in self._score_fully(model).items()}
                     self.store.write_json(RunStore.FULL_SEARCH, full)
                 if validation and key not in held:
                     held[key] = self._full_scores(model, ("validation",))["validation"]
