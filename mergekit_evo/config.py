@@ -149,6 +149,17 @@ class MergerConfig(PluginChoice):
         return {"name": value} if isinstance(value, str) else value
 
 
+class ExecutorConfig(PluginChoice):
+    """`executor: local` or `executor: {name: ray, options: {workers: 4}}`: where candidates are merged and scored."""
+
+    name: str = "local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+
 class BudgetConfig(_Strict):
     """When the search stops; checked after each generation, so a generation is never cut in half."""
 
@@ -190,6 +201,7 @@ class EvolveConfig(_Strict):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     baselines: list[BaselineConfig] | None = Field(
         None,
         description="plain merges to compare against; default: the "

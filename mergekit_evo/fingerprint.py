@@ -6,7 +6,7 @@ keeps a fingerprint of all of it (`fingerprint.json`) and `resume` refuses, in o
 records of another meaning to the same file.
 
 What may change between starting and resuming: the budget (raise it to extend a run), `best_by`, the merger and its
-device, `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`;
+device, the executor (a run may go on Ray where it started locally), `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`;
 none of these changes what a recorded genome or score means (baselines and the final choice are made again at the
 end).
 """
@@ -23,7 +23,17 @@ from mergekit_evo.config import EvolveConfig
 
 FORMAT = 1
 # config fields that may change between start and resume (see the module docstring)
-MAY_CHANGE = {"budget", "best_by", "merger", "scratch_dir", "write_best_model", "run_dir", "baselines", "selection"}
+MAY_CHANGE = {
+    "budget",
+    "best_by",
+    "merger",
+    "executor",
+    "scratch_dir",
+    "write_best_model",
+    "run_dir",
+    "baselines",
+    "selection",
+}
 
 
 def sha256(data: bytes) -> str:

@@ -57,6 +57,16 @@ def register_mergers(register):
 
 
 @hookspec
+def register_executors(register):
+    """Register executors: where candidates are merged and scored (the core's `local`; `ray` from mergekit-evo-ray).
+
+    :param register: call `register(name, cls)`; `cls` subclasses `mergekit_evo.Executor` and is built once per run
+        as `cls(options=)`. `name` is what a config's `executor.name` says.
+    :return: nothing.
+    """
+
+
+@hookspec
 def on_candidate_scored(record, run_dir):
     """Called after each candidate is appended to `candidates.jsonl`, failed ones included.
 

@@ -28,6 +28,10 @@ class Optimizer(ABC):
     """
 
     multi_objective = False
+    # True when `ask` never depends on the `tell`s before it (random search): the run may then ask the next
+    # generation while the last one's slowest members are still being scored, so no worker waits. Tells still
+    # come once per generation, in order.
+    asynchronous = False
 
     Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
 
@@ -71,20 +75,22 @@ class RandomSearch(Optimizer):
     """Uniform random search, with the initial point as the very first candidate: the baseline to beat."""
 
     multi_objective = True
+    asynchronous = True
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.rng = np.random.default_rng(self.seed)
-        self.generation = 0
+        self.generation = 0  # generations asked (a checkpoint taken between generations also counts those told)
 
     def ask(self) -> np.ndarray:
         xs = self.rng.random((self.population, self.dim))
         if self.generation == 0:
             xs[0] = self.x0
+        self.generation += 1
         return xs
 
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
-        self.generation += 1
+        pass
 
 
 @hookimpl

@@ -13,13 +13,14 @@ from mergekit_evo import hookspecs
 from mergekit_evo.errors import UserError, close_matches
 
 GROUP = "mergekit_evo"
-KINDS = ("optimizers", "estimators", "task_backends", "mergers")
+KINDS = ("optimizers", "estimators", "task_backends", "mergers", "executors")
 BUILTINS = (
     "mergekit_evo.optimizers",
     "mergekit_evo.estimators",
     "mergekit_evo.tasks",
     "mergekit_evo.merging",
     "mergekit_evo.resident",
+    "mergekit_evo.executors",
 )
 
 
@@ -126,9 +127,10 @@ def registry(pm: PluginManager | None = None) -> Registry:
 
 
 def check_plugin_names(config, reg: Registry) -> None:
-    """Refuse unknown or ambiguous optimizer/estimator/backend/merger names before any work starts."""
+    """Refuse unknown or ambiguous optimizer/estimator/backend/merger/executor names before any work starts."""
     reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
     reg.get("estimators", config.estimator.name, "estimator.name", config.providers)
     reg.get("mergers", config.merger.name, "merger.name", config.providers)
+    reg.get("executors", config.executor.name, "executor.name", config.providers)
     for i, task in enumerate(config.tasks):
         reg.get("task_backends", task.backend, f"tasks[{i}].backend", config.providers)

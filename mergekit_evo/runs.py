@@ -73,6 +73,7 @@ class CandidateRecord:
     # accepted}), beside the estimate in `tasks`
     audit: dict[str, Any] | None = None
     device: str = "cpu"  # where mergekit's arithmetic ran: part of a seeded random method's result
+    worker: str | None = None  # which executor worker scored it (None for a copy of an earlier twin)
 
     @property
     def ok(self) -> bool:

@@ -8,8 +8,10 @@ members that have no record yet.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import GenomeSpace, model_label
 from mergekit_evo.merging import LoadedModel, parse_merge_config
@@ -58,6 +61,43 @@ class RunResult:
     comparisons: dict[str, dict[str, dict]] = field(default_factory=dict)  # other model -> task -> Comparison
     warning: str | None = None
     audit: dict | None = None  # runs with `estimator.audit`: as in audit.json
+
+
+@dataclass
+class _Generation:
+    """A generation asked and not yet told: its genomes, its members' objectives as they are recorded, its bar."""
+
+    xs: np.ndarray
+    fitness: np.ndarray
+    bar: tqdm
+
+
+class _Indices:
+    """Candidate indices, given in member order when a generation is asked, so a seed gives the same indices (and
+    mergekit seeds) whatever order results come back in. A member a resumed generation lacks gets the index it was
+    first given (its generation's first index plus its member number) when the log is clean and no record holds
+    that index; otherwise a new one past every index."""
+
+    def __init__(self, records: list[CandidateRecord], next_index: int, clean: bool):
+        self.next = next_index
+        self.used = {r.index for r in records}
+        self.first: dict[int, int] = {}
+        if clean:
+            for r in records:
+                self.first.setdefault(r.generation, r.index - r.member)
+        self.given: dict[tuple[int, int], int] = {}
+
+    def plan(self, generation: int, member: int) -> None:
+        first = self.first.get(generation)
+        planned = None if first is None else first + member
+        index = planned if planned is not None and planned >= 0 and planned not in self.used else self.next
+        self.first.setdefault(generation, index - member)
+        self.used.add(index)
+        self.given[(generation, member)] = index
+        self.next = max(self.next, index + 1)
+
+    def of(self, generation: int, member: int) -> int:
+        return self.given[(generation, member)]
 
 
 class Evolution:
@@ -106,6 +146,8 @@ class Evolution:
             )
         optimizer_cls.check_options(config.optimizer.options, n_objectives)
         self.optimizer_cls = optimizer_cls
+        self.executor_cls = self.reg.get("executors", config.executor.name, "executor.name", config.providers)
+        self.executor_cls.check_options(config.executor.options)
         self.selection: dict[str, list[int]] = {}
         self.audit = config.estimator.audit  # None when the estimate is exact (set once the items are drawn)
         self.running = RunningBest(config.best_by, guarded=False)
@@ -259,59 +301,83 @@ class Evolution:
     def _candidate_seed(self, index: int) -> int:
         return zlib.crc32(f"{self.config.seed}:{index}".encode())
 
-    def evaluate(
-        self, x: np.ndarray, index: int, generation: int, member: int, done: dict[str, CandidateRecord]
-    ) -> CandidateRecord:
-        merge_yaml = self.genome.to_yaml(x)
-        common = dict(
+    def _fields(self, x: np.ndarray, index: int, generation: int, member: int) -> dict[str, Any]:
+        """What a candidate's record says before it is scored."""
+        return dict(
             index=index,
             generation=generation,
             member=member,
             genome=[float(v) for v in x],
             genes=self.genome.values(x),
-            merge_yaml=merge_yaml,
+            merge_yaml=self.genome.to_yaml(x),
             seed=self._candidate_seed(index),
             device=self.merger.merge_device,
         )
-        twin = done.get(merge_yaml)
-        reasons = self._audit_reasons(index, twin.tasks, twin.fitness) if twin is not None and twin.ok else []
-        if twin is not None and twin.ok and (not reasons or twin.audit is not None):
-            # the twin's tensors were scored: its seed and device reproduce them (and its full scores, if audited)
-            common.update(seed=twin.seed, device=twin.device)
+
+    def _twin_record(self, fields: dict[str, Any], twin: CandidateRecord) -> CandidateRecord | None:
+        """A copy of an earlier candidate with the same recipe, when its scores serve (None: score this one): its
+        seed and device reproduce the tensors it was scored on, and its full scores serve an audit."""
+        if not twin.ok:
+            return None
+        reasons = self._audit_reasons(fields["index"], twin.tasks, twin.fitness)
+        if reasons and twin.audit is None:
+            return None
+        return CandidateRecord(
+            **{**fields, "seed": twin.seed, "device": twin.device},
+            status="ok",
+            objectives=twin.objectives,
+            fitness=twin.fitness,
+            tasks=twin.tasks,
+            cached_from=twin.index,
+            audit={**{k: v for k, v in twin.audit.items() if k != "accepted"}, "reason": reasons}
+            if reasons and twin.audit
+            else None,
+        )
+
+    def _job(self, fields: dict[str, Any], audit: bool = False) -> Job:
+        """The work of scoring a candidate: its estimator's items, or (the audit) every search item."""
+        items = {n: list(range(len(t.item_ids))) for n, t in self.tasks.items()} if audit else self.selection
+        return Job(fields["index"], fields["merge_yaml"], fields["seed"], items, audit)
+
+    def _completed(
+        self, outcome: Outcome, flight: dict[int, dict[str, Any]], executor: Executor
+    ) -> CandidateRecord | None:
+        """The record an outcome completes; None when the candidate is audited and its follow-up job was sent."""
+        entry = flight.pop(outcome.job.index)
+        fields = {**entry["fields"], "device": outcome.device, "worker": outcome.worker}
+        seconds = round(entry.get("seconds", 0.0) + outcome.seconds, 3)
+        if outcome.scores is None:
+            return CandidateRecord(**fields, status="failed", error=outcome.error, seconds=seconds)
+        if outcome.job.audit:
+            tasks, objectives, fitness, reasons = entry["scored"]
+            items = {name: [float(v) for v in scores] for name, scores in outcome.scores.items()}
+            means = {name: float(np.mean(v)) for name, v in items.items()}
+            audit = {"reason": reasons, "tasks": means, "fitness": self._weighted_mean(means), "items": items}
             return CandidateRecord(
-                **common,
-                status="ok",
-                objectives=twin.objectives,
-                fitness=twin.fitness,
-                tasks=twin.tasks,
-                cached_from=twin.index,
-                audit={**{k: v for k, v in twin.audit.items() if k != "accepted"}, "reason": reasons}
-                if reasons and twin.audit
-                else None,
-            )
-        started = time.perf_counter()
-        try:
-            with self.merger.merged(self.genome.to_merge_config(x), seed=common["seed"]) as model:
-                tasks = self._score(model)
-                objectives, fitness = self._objectives(tasks)
-                reasons = self._audit_reasons(index, tasks, fitness)
-                audit = self._audit_scores(model, reasons) if reasons else None
-            return CandidateRecord(
-                **common,
+                **fields,
                 status="ok",
                 objectives=objectives,
                 fitness=fitness,
                 tasks=tasks,
-                seconds=round(time.perf_counter() - started, 3),
+                seconds=seconds,
                 audit=audit,
             )
-        except Exception as e:  # a broken candidate is data, not a crash
-            return CandidateRecord(
-                **common,
-                status="failed",
-                error=f"{type(e).__name__}: {e}",
-                seconds=round(time.perf_counter() - started, 3),
-            )
+        tasks = {
+            name: {
+                "estimate": self.estimator.estimate(name, self.selection[name], np.asarray(scores, dtype=float)),
+                "scores": scores,
+            }
+            for name, scores in outcome.scores.items()
+        }
+        objectives, fitness = self._objectives(tasks)
+        reasons = self._audit_reasons(outcome.job.index, tasks, fitness)
+        if reasons:  # decided here, on the running best as it stands when the result arrives
+            flight[outcome.job.index] = {**entry, "seconds": seconds, "scored": (tasks, objectives, fitness, reasons)}
+            executor.submit(self._job(fields, audit=True), prefer=outcome.worker)
+            return None
+        return CandidateRecord(
+            **fields, status="ok", objectives=objectives, fitness=fitness, tasks=tasks, seconds=seconds
+        )
 
     # ------------------------------------------------------------------------------ the audit
 
@@ -323,17 +389,6 @@ class Evolution:
         by = self.config.best_by
         estimate = fitness if by == "weighted" else tasks[by]["estimate"]
         return audit_reasons(self.audit, self.config.seed, index, estimate, self.running)
-
-    def _audit_scores(self, model: LoadedModel, reasons: list[str]) -> dict[str, Any]:
-        """The audit's part of a record: the candidate on every search item, per item and as the run's fitness."""
-        items = self._score_fully(model)
-        means = {name: float(np.mean(v)) for name, v in items.items()}
-        return {
-            "reason": reasons,
-            "tasks": means,
-            "fitness": self._weighted_mean(means),
-            "items": {name: [float(v) for v in scores] for name, scores in items.items()},
-        }
 
     def _estimates_from(self, items: dict[str, list[float]]) -> dict[str, float]:
         """What the estimator, as fitted now, makes of a candidate whose every search item was scored."""
@@ -459,7 +514,7 @@ class Evolution:
         records = recorded.rows
         # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
         evaluations = recorded.lines
-        next_index = self.store.next_index(recorded)
+        indices = _Indices(records, self.store.next_index(recorded), clean=recorded.lines == len(records))
         if self.audit is not None and not self._cheap():
             self.log("estimator.audit: the estimate already uses every search item; nothing to audit")
             self.audit = None
@@ -488,62 +543,159 @@ class Evolution:
         by_yaml = {r.merge_yaml: r for r in records if r.ok}
         started = time.perf_counter() - elapsed
         self.running = RunningBest(self.config.best_by, guarded=self.audit is not None and self.audit.new_best)
-        for seen in sorted(records, key=lambda r: r.index):  # the same decisions, in the same order, as first made
+        for seen in records:  # the same decisions, in the same order (the order they were recorded), as first made
             self.running.offer(seen)
         best = self.running.best
+        asynchronous = bool(getattr(self.optimizer_cls, "asynchronous", False))
+        n_objectives = len(self.config.objective_names())
 
-        while self._budget_left(evaluations, generation, time.perf_counter() - started):
+        executor = self.executor_cls(options=self.config.executor.options)
+        self.log(executor.describe())
+        open_generations: dict[int, _Generation] = {}  # asked and not yet told, by number
+        queue: deque[tuple[int, int]] = deque()  # (generation, member) asked, unrecorded, not yet sent
+        flight: dict[int, dict[str, Any]] = {}  # index -> the candidate's fields, while its job is out
+        sending: dict[str, int] = {}  # merge_yaml -> the index of the job out for it
+        waiting: dict[str, list[tuple[int, int]]] = {}  # merge_yaml -> members waiting for that job's record
+        snapshots: dict[int, bytes] = {}  # generation -> the optimizer before its ask, while earlier ones are open
+        to_ask = to_tell = generation
+
+        def record_new(record: CandidateRecord) -> None:
+            nonlocal evaluations, best
+            if record.audit is not None and NEW_BEST in record.audit["reason"]:
+                record = dataclasses.replace(record, audit={**record.audit, "accepted": self.running.accepts(record)})
+            evaluations += 1
+            self.store.append(record)
+            records.append(record)
+            by_position[(record.generation, record.member)] = record
+            if record.ok:
+                by_yaml.setdefault(record.merge_yaml, record)
+            self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
+            sent = sending.pop(record.merge_yaml, None)
+            if sent == record.index:  # members with the same recipe go next, as copies of it where it scored
+                queue.extendleft(reversed(waiting.pop(record.merge_yaml, [])))
+            placed(record)
+
+        def placed(record: CandidateRecord) -> None:
+            nonlocal best
+            open_gen = open_generations[record.generation]
+            if record.ok:
+                open_gen.fitness[record.member] = record.objectives
+            self.running.offer(record)
+            if self.running.best is not best:
+                best = self.running.best
+                assert best is not None
+                self.store.write_text(RunStore.BEST, best.merge_yaml)
+            open_gen.bar.update(1)
+            open_gen.bar.set_postfix(
+                best=f"{score_by(best, self.config.best_by):.4f}" if best else "-",
+                failed=sum(not r.ok for r in records),
+            )
+
+        def send() -> None:
+            """Members to workers while one is free; a recipe already scored is copied, one being scored waits."""
+            while queue and executor.pending < executor.workers:
+                g, m = queue.popleft()
+                fields = self._fields(open_generations[g].xs[m], indices.of(g, m), g, m)
+                text = fields["merge_yaml"]
+                if text in sending:
+                    waiting.setdefault(text, []).append((g, m))
+                    continue
+                twin = by_yaml.get(text)
+                copy = self._twin_record(fields, twin) if twin is not None else None
+                if copy is not None:
+                    record_new(copy)
+                    continue
+                flight[fields["index"]] = {"fields": fields}
+                sending[text] = fields["index"]
+                executor.submit(self._job(fields))
+
+        def may_ask() -> bool:
+            unrecorded = sum(
+                (g, m) not in by_position for g, open_gen in open_generations.items() for m in range(len(open_gen.xs))
+            )
+            if not self._budget_left(evaluations + unrecorded, to_ask, time.perf_counter() - started):
+                return False
+            if not open_generations:
+                return True
+            # an optimizer whose asks never wait on its tells: the next generation starts while this one finishes
+            return asynchronous and not queue and executor.pending < executor.workers and len(open_generations) < 2
+
+        def ask() -> None:
+            nonlocal to_ask
+            before = pickle.dumps(optimizer) if open_generations else None
             xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
-            fitness = np.full((len(xs), len(self.config.objective_names())), np.nan)
-            bar = tqdm(total=len(xs), desc=f"generation {generation}", disable=not progress, leave=True)
-            for member, x in enumerate(xs):
-                record = by_position.get((generation, member))
+            if before is not None:
+                snapshots[to_ask] = before
+            bar = tqdm(total=len(xs), desc=f"generation {to_ask}", disable=not progress, leave=True)
+            open_generations[to_ask] = _Generation(xs, np.full((len(xs), n_objectives), np.nan), bar)
+            for member in range(len(xs)):
+                record = by_position.get((to_ask, member))
                 if record is None:
-                    record = self.evaluate(x, next_index, generation, member, by_yaml)
-                    if record.audit is not None and NEW_BEST in record.audit["reason"]:
-                        accepted = self.running.accepts(record)
-                        record = dataclasses.replace(record, audit={**record.audit, "accepted": accepted})
-                    next_index += 1
-                    evaluations += 1
-                    self.store.append(record)
-                    records.append(record)
-                    by_position[(generation, member)] = record
-                    if record.ok:
-                        by_yaml.setdefault(record.merge_yaml, record)
-                    self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
-                if record.ok:
-                    fitness[member] = record.objectives
-                self.running.offer(record)
-                if self.running.best is not best:
-                    best = self.running.best
-                    assert best is not None
-                    self.store.write_text(RunStore.BEST, best.merge_yaml)
-                bar.update(1)
-                bar.set_postfix(
-                    best=f"{score_by(best, self.config.best_by):.4f}" if best else "-",
-                    failed=sum(not r.ok for r in records),
+                    indices.plan(to_ask, member)
+                    queue.append((to_ask, member))
+                else:
+                    placed(record)
+            to_ask += 1
+
+        def tell_complete() -> None:
+            nonlocal to_tell
+            while to_tell in open_generations and all(
+                (to_tell, m) in by_position for m in range(len(open_generations[to_tell].xs))
+            ):
+                done = open_generations.pop(to_tell)
+                done.bar.close()
+                optimizer.tell(done.xs, done.fitness)
+                if self.audit is not None:
+                    if self.audit.refit_error is not None:
+                        self._refit_if_drifting(records, to_tell, audit_state)
+                    self.log(describe(self._write_audit(records, audit_state)))
+                to_tell += 1
+                snapshot = snapshots.pop(to_tell, None)
+                self.store.save_checkpoint(
+                    to_tell,
+                    {
+                        "optimizer": optimizer if snapshot is None else pickle.loads(snapshot),
+                        "elapsed": time.perf_counter() - started,
+                        "estimator": self.estimator.get_state(),
+                        "audit": audit_state,
+                    },
                 )
-            bar.close()
-            optimizer.tell(xs, fitness)
-            if self.audit is not None:
-                if self.audit.refit_error is not None:
-                    self._refit_if_drifting(records, generation, audit_state)
-                self.log(describe(self._write_audit(records, audit_state)))
-            generation += 1
-            self.store.save_checkpoint(
-                generation,
+                self.pm.hook.on_generation_end(
+                    generation=to_tell - 1,
+                    records=[by_position[(to_tell - 1, m)] for m in range(len(done.xs))],
+                    run_dir=self.store.path,
+                )
+
+        executor.start(
+            WorkerSpec(
+                self.config,
+                type(self.merger),
                 {
-                    "optimizer": optimizer,
-                    "elapsed": time.perf_counter() - started,
-                    "estimator": self.estimator.get_state(),
-                    "audit": audit_state,
+                    t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
+                    for t in self.config.tasks
                 },
-            )
-            self.pm.hook.on_generation_end(
-                generation=generation - 1,
-                records=[by_position[(generation - 1, m)] for m in range(len(xs))],
-                run_dir=self.store.path,
-            )
+                self.genome.to_yaml(self.genome.initial_point()),
+            ),
+            Worker(self.merger, self.tasks),
+            self.log,
+        )
+        try:
+            while True:
+                tell_complete()
+                if may_ask():
+                    ask()
+                    send()
+                    continue
+                if not executor.pending:
+                    break
+                record = self._completed(executor.next_outcome(), flight, executor)
+                if record is not None:
+                    record_new(record)
+                send()
+        finally:
+            for open_gen in open_generations.values():
+                open_gen.bar.close()
+            executor.close()
         return self.finish(records, inputs)
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
