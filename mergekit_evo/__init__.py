@@ -25,6 +25,11 @@ _PUBLIC = {
     "TaskBackend": "mergekit_evo.tasks",
     "TaskConfig": "mergekit_evo.config",
     "Merger": "mergekit_evo.merging",
+    "Executor": "mergekit_evo.executors",
+    "Job": "mergekit_evo.executors",
+    "Outcome": "mergekit_evo.executors",
+    "Worker": "mergekit_evo.executors",
+    "WorkerSpec": "mergekit_evo.executors",
     "LoadedModel": "mergekit_evo.merging",
     "ResponseSource": "mergekit_evo.responses",
     "Scores": "mergekit_evo.responses",
@@ -39,14 +44,19 @@ __all__ = [
     "API_VERSION",
     "CandidateRecord",
     "Estimator",
+    "Executor",
+    "Job",
     "LoadedModel",
     "Merger",
     "Optimizer",
+    "Outcome",
     "ResponseSource",
     "Scores",
     "TaskBackend",
     "TaskConfig",
     "UserError",
+    "Worker",
+    "WorkerSpec",
     "__version__",
     "close_matches",
     "hookimpl",
@@ -71,6 +81,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from mergekit_evo.config import TaskConfig
     from mergekit_evo.errors import UserError, close_matches, parse_plugin_options
     from mergekit_evo.estimators import Estimator
+    from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec
     from mergekit_evo.fingerprint import json_hash
     from mergekit_evo.hookspecs import hookimpl
     from mergekit_evo.merging import LoadedModel, Merger

@@ -508,6 +508,29 @@ class Evolution:
 
     def _run(self, progress: bool) -> RunResult:
         self.log(self.merger.describe())
+        executor = self.executor_cls(options=self.config.executor.options)
+        self.log(executor.describe())
+        # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that
+        # cannot load them stops the run before any of that work
+        executor.start(
+            WorkerSpec(
+                self.config,
+                type(self.merger),
+                {
+                    t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
+                    for t in self.config.tasks
+                },
+                self.genome.to_yaml(self.genome.initial_point()),
+            ),
+            Worker(self.merger, self.tasks),
+            self.log,
+        )
+        try:
+            return self._search(executor, progress)
+        finally:
+            executor.close()
+
+    def _search(self, executor: Executor, progress: bool) -> RunResult:
         self._select_items(progress)
         inputs = self.score_inputs()
         recorded = self.store.read_records()
@@ -549,8 +572,6 @@ class Evolution:
         asynchronous = bool(getattr(self.optimizer_cls, "asynchronous", False))
         n_objectives = len(self.config.objective_names())
 
-        executor = self.executor_cls(options=self.config.executor.options)
-        self.log(executor.describe())
         open_generations: dict[int, _Generation] = {}  # asked and not yet told, by number
         queue: deque[tuple[int, int]] = deque()  # (generation, member) asked, unrecorded, not yet sent
         flight: dict[int, dict[str, Any]] = {}  # index -> the candidate's fields, while its job is out
@@ -666,19 +687,6 @@ class Evolution:
                     run_dir=self.store.path,
                 )
 
-        executor.start(
-            WorkerSpec(
-                self.config,
-                type(self.merger),
-                {
-                    t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
-                    for t in self.config.tasks
-                },
-                self.genome.to_yaml(self.genome.initial_point()),
-            ),
-            Worker(self.merger, self.tasks),
-            self.log,
-        )
         try:
             while True:
                 tell_complete()
@@ -695,7 +703,7 @@ class Evolution:
         finally:
             for open_gen in open_generations.values():
                 open_gen.bar.close()
-            executor.close()
+        executor.close()  # the local worker lets go of its model before the run's end merges candidates again
         return self.finish(records, inputs)
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
