@@ -186,6 +186,117 @@ def resume(run_dir: Path, no_progress: bool) -> None:
     _start_or_resume(lambda: Evolution.resume(run_dir, log=click.echo), run_dir, progress=not no_progress)
 
 
+@cli.command(context_settings={"max_content_width": 110})
+@click.argument("genome_config", type=click.Path(path_type=Path))
+@click.option(
+    "--storage-path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where the run lives (STORAGE_PATH/mergekit-evo-run) and best_config.yaml is written.",
+)
+@click.option(
+    "--max-fevals", type=int, default=100, show_default=True, help="Candidates to score: budget.max_evaluations."
+)
+@click.option(
+    "--strategy",
+    "-s",
+    type=click.Choice(["pool", "buffered", "serial"]),
+    default="pool",
+    show_default=True,
+    help="pool, buffered: the Ray executor; serial: the local one.",
+)
+@click.option("--num-gpus", type=int, help="Ray workers, one GPU each (default: one per GPU the cluster has).")
+@click.option(
+    "--in-memory/--no-in-memory",
+    default=False,
+    help="Accepted: candidates are always merged in memory (the resident merger).",
+)
+@click.option("--vllm/--no-vllm", default=False, help="Score with lm-eval's vllm model.")
+@click.option(
+    "--merge-cuda/--no-merge-cuda", default=None, help="Merge on cuda / on the CPU (default: cuda where there is one)."
+)
+@click.option(
+    "--trust-remote-code/--no-trust-remote-code", default=False, help="Refused: models load without remote code."
+)
+@click.option("--allow-crimes/--no-allow-crimes", default=False, help="Refused.")
+@click.option("--random-seed", type=int, default=0, show_default=True, help="The run's seed.")
+@click.option("--batch-size", type=int, help="Each task's batch_size.")
+@click.option("--sigma0", type=float, default=1 / 6, show_default=True, help="CMA-ES's initial step size.")
+@click.option("--wandb/--no-wandb", default=False, help="Refused until a W&B observer plugin exists.")
+@click.option("--wandb-project", help="Accepted with --wandb only.")
+@click.option("--wandb-entity", help="Accepted with --wandb only.")
+@click.option(
+    "--task-search-path", multiple=True, help="Folders of lm-eval task YAMLs (repeatable): each task's include_path."
+)
+@click.option(
+    "--i-understand-the-depths-of-the-evils-i-am-unleashing",
+    "allow_benchmark_tasks",
+    is_flag=True,
+    help="Accepted (no task name is refused here).",
+)
+@click.option(
+    "--save-final-model/--no-save-final-model",
+    default=True,
+    help="Write the best merge to STORAGE_PATH/mergekit-evo-run/best_model.",
+)
+@click.option("--reshard/--no-reshard", default=True, help="Accepted: models are read as they are.")
+@click.option("--timeout", type=float, help="Seconds: budget.max_seconds.")
+@click.option("--force-population-size", type=int, help="CMA-ES population (default: CMA-ES's own, 4 + 3 ln(genes)).")
+@click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
+def evolve(genome_config: Path, storage_path: Path, no_progress: bool, allow_benchmark_tasks: bool, **flags) -> None:
+    """mergekit-evolve's command line, unchanged: GENOME_CONFIG is its config file (genome: and tasks:).
+
+    \b
+    mergekit-evolve is deprecated in mergekit's own source; this runs the same search (CMA-ES over the genome,
+    lm-eval tasks) on mergekit-evo: every candidate recorded, Ctrl-C or kill -9 resumed by the same command, a
+    failing candidate recorded and skipped, CPU-only runs allowed. One line says how each flag was mapped; a flag
+    that cannot be honoured is refused in one line.
+
+    \b
+    Example:
+      mergekit-evo evolve genome.yml --storage-path evol_storage --task-search-path eval_tasks --max-fevals 200
+      mergekit-yaml evol_storage/best_config.yaml merged
+    """
+    from mergekit_evo.config import load_yaml_mapping, parse_config
+    from mergekit_evo.evolve_compat import EvolveFlags, cma_population, evolve_flags, from_mergekit_evolve
+    from mergekit_evo.runs import RunStore
+
+    raw = load_yaml_mapping(genome_config)
+    if not (isinstance(raw.get("genome"), dict) and "models" in raw["genome"]):
+        raise UserError(
+            f"{genome_config}: not a mergekit-evolve config (it has no genome.models); run a mergekit-evo config "
+            "with `mergekit-evo run`"
+        )
+    import torch
+
+    parsed = EvolveFlags(storage_path=storage_path, **flags)
+    data = evolve_flags(
+        from_mergekit_evolve(raw), parsed, torch.cuda.device_count() if torch.cuda.is_available() else 0
+    )
+    config = parse_config(data, Path.cwd())  # mergekit-evolve read model paths as given, from the working directory
+    if parsed.force_population_size is None:
+        from mergekit_evo.genome import GenomeSpace
+
+        population = cma_population(GenomeSpace(config).dim)
+        config = config.model_copy(update={"optimizer": config.optimizer.model_copy(update={"population": population})})
+        parsed.mapped.append(f"CMA-ES population {population} (its default for the genome)")
+    click.echo("mergekit-evolve flags: " + "; ".join(parsed.mapped), err=True)
+    from mergekit_evo.search import Evolution
+
+    _quiet_libraries()
+    run_dir = storage_path / "mergekit-evo-run"
+    if RunStore(run_dir).parts():
+        click.echo(f"{run_dir} holds this run already: resuming it", err=True)
+        _start_or_resume(lambda: Evolution.resume(run_dir, log=click.echo), run_dir, progress=not no_progress)
+    else:
+        _start_or_resume(lambda: Evolution.start(config, run_dir, log=click.echo), run_dir, progress=not no_progress)
+    best = run_dir / RunStore.BEST
+    if best.exists():
+        target = storage_path / "best_config.yaml"
+        target.write_text(best.read_text())
+        click.echo(f"best merge recipe: {target} (as mergekit-evolve wrote it; `mergekit-yaml {target} OUT` builds it)")
+
+
 @cli.command()
 @click.option(
     "--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective."

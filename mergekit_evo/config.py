@@ -357,7 +357,8 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
     return config
 
 
-def load_config(path: Path) -> EvolveConfig:
+def load_yaml_mapping(path: Path) -> dict:
+    """A config file's YAML (environment variables expanded), refused in one line when it is not a mapping."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"config file {path} is a folder; give the config's YAML file")
@@ -367,7 +368,13 @@ def load_config(path: Path) -> EvolveConfig:
         data = yaml.safe_load(os.path.expandvars(path.read_text()))
     except yaml.YAMLError as e:
         raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    return parse_config(data, path.parent.resolve())
+    if not isinstance(data, dict):
+        raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
+    return data
+
+
+def load_config(path: Path) -> EvolveConfig:
+    return parse_config(load_yaml_mapping(path), Path(path).parent.resolve())
 
 
 # ------------------------------------------------------------------------------------------ semantic checks

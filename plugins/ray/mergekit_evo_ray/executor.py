@@ -115,7 +115,14 @@ class RayExecutor(Executor):
                     f"executor.options.address: cannot reach Ray at {self.options.address}: {_cause(e)}"
                 ) from None
             self._owns_ray = True
-        count = self.options.workers or self._default_workers(ray.cluster_resources())
+        resources = ray.cluster_resources()
+        count = self.options.workers or self._default_workers(resources)
+        for kind, each in (("CPU", self.options.num_cpus), ("GPU", self.options.num_gpus)):
+            if count * each > resources.get(kind, 0) + 1e-9:  # Ray would wait for them for ever
+                raise UserError(
+                    f"executor.options: {count} workers of {each:g} {kind} need {count * each:g} {kind}s and the Ray "
+                    f"cluster has {resources.get(kind, 0):g}; lower workers or num_{kind.lower()}s"
+                )
         for i in range(count):
             self._launch(f"worker-{i}")
         for name in list(self._slots):
