@@ -273,6 +273,13 @@ def evolve(genome_config: Path, storage_path: Path, no_progress: bool, allow_ben
     data = evolve_flags(
         from_mergekit_evolve(raw), parsed, torch.cuda.device_count() if torch.cuda.is_available() else 0
     )
+    from mergekit_evo.plugins import registry
+
+    if data["executor"]["name"] == "ray" and "ray" not in registry().names("executors"):
+        raise UserError(
+            f"--strategy {parsed.strategy}: runs on Ray, and the Ray executor is not installed; "
+            "`pip install mergekit-evo-ray` (plugins/ray), or use --strategy serial"
+        )
     config = parse_config(data, Path.cwd())  # mergekit-evolve read model paths as given, from the working directory
     if parsed.force_population_size is None:
         from mergekit_evo.genome import GenomeSpace

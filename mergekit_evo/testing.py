@@ -53,8 +53,17 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
     store.candidates_path.write_text(
         "".join(line + "\n" for line in store.candidates_path.read_text().splitlines()[:keep])
     )
-    for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*.pkl"):  # killed before the next generation's one
-        if int(checkpoint.stem.split("-")[1]) > kept[-1].generation:
+    # checkpoint N is written once every generation before N is complete (an optimizer that is asked ahead may have
+    # records of a later generation first); a kill leaves only those, and none past the last record's generation
+    members: dict[int, set[int]] = {}
+    for r in records:
+        members.setdefault(r.generation, set()).add(r.member)
+    have = {(r.generation, r.member) for r in kept}
+    complete = {g for g, ms in members.items() if all((g, m) in have for m in ms)}
+    last = max(r.generation for r in kept)
+    for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*.pkl"):
+        n = int(checkpoint.stem.split("-")[1])
+        if n > last or any(g not in complete for g in range(n)):
             checkpoint.unlink()
     for result in (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT, RunStore.PARETO):
         (into / result).unlink(missing_ok=True)

@@ -98,6 +98,25 @@ def test_mergekit_evolve_configs_are_accepted(tiny_world):
     assert config.tasks[0].backend == "lm-eval"
 
 
+def test_mergekit_evolve_task_keys_reach_each_task_and_untranslated_keys_are_refused(tiny_world):
+    def evolve_config(**top) -> dict:
+        genome = {"models": [str(tiny_world / "models" / "math_a")], "base_model": str(tiny_world / "models" / "base")}
+        genome["merge_method"] = "task_arithmetic"
+        genome.update(top.pop("genome", {}))
+        return {"genome": genome, "tasks": [{"name": "t", "metric": "acc_norm,none"}, "u"], **top}
+
+    config = parse_config(evolve_config(limit=30, num_fewshot=2), tiny_world)
+    assert config.tasks[0].options == {"limit": 30, "num_fewshot": 2, "metric": "acc_norm"}
+    assert config.tasks[1].name == "u" and config.tasks[1].options == {"limit": 30, "num_fewshot": 2}
+    for top, word in [
+        ({"genome": {"filters": ["mlp"]}}, "genome.filters"),
+        ({"genome": {"smooth": True}}, "genome.smooth"),
+        ({"random_init": True}, "random_init"),
+    ]:
+        with pytest.raises(UserError, match=word):
+            parse_config(evolve_config(**top), tiny_world)
+
+
 def test_the_cli_prints_a_config_error_in_one_line_without_traceback(tiny_world, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_broken(tiny_world, lambda d, w: d.update(merge_method="tie"))))

@@ -20,7 +20,7 @@ def test_every_public_name_imports_from_the_package_and_the_api_has_a_version():
     assert mergekit_evo.API_VERSION == 1
     for name in mergekit_evo.__all__:
         assert getattr(mergekit_evo, name) is not None, name
-    for kind in ("Optimizer", "Estimator", "TaskBackend", "Merger", "ResponseSource"):
+    for kind in ("Optimizer", "Estimator", "TaskBackend", "Merger", "ResponseSource", "Executor"):
         assert inspect.isabstract(getattr(mergekit_evo, kind)) or kind == "Estimator", kind
     with pytest.raises(AttributeError):
         mergekit_evo.RunStore  # noqa: B018  (internal: not part of the API)
@@ -33,6 +33,7 @@ def test_every_public_name_imports_from_the_package_and_the_api_has_a_version():
         ("Estimator", ["options", "seed"]),
         ("TaskBackend", ["config"]),
         ("Merger", ["config"]),
+        ("Executor", ["options"]),
     ],
 )
 def test_the_base_classes_take_keyword_only_constructor_arguments(kind, required):
@@ -54,7 +55,7 @@ def _core_imports(package: Path) -> list[str]:
 
 
 def test_the_shipped_plugins_import_only_the_public_api():
-    assert len(PLUGIN_PACKAGES) == 4
+    assert len(PLUGIN_PACKAGES) == 5
     for package in PLUGIN_PACKAGES:
         imports = _core_imports(package)
         assert imports, package.name

@@ -191,6 +191,35 @@ def _refused(config: Path, run_dir: Path) -> str:
     return lines[0]
 
 
+def test_a_kill_while_a_generation_asked_ahead_was_scored_resumes_exactly(ray_instance, tiny_world, tmp_path):
+    """Random search is asked ahead: the next generation's candidates may be recorded while an earlier one is still
+    being scored. A kill then leaves a gap in the earlier generation and no checkpoint past it; the resumed run must
+    fill the gap with the very candidate (index, seed, genome) the uninterrupted run scored there."""
+    import shutil
+
+    data = _config(
+        tiny_world, {"name": "ray", "options": {"workers": 2}}, optimizer={"name": "random", "population": 3}
+    )
+    data["budget"] = {"max_evaluations": 9}
+    original, _ = _run(data, tmp_path / "original")
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "original", cut)
+    store = RunStore(cut)
+    lines = store.candidates_path.read_text().splitlines()
+    rows = [(r.generation, r.member) for r in store.records()]
+    # generation 0's last member was in flight, generation 1's first two were recorded, then kill -9
+    kept = [line for line, at in zip(lines, rows) if at in {(0, 0), (0, 1), (1, 0), (1, 1)}]
+    store.candidates_path.write_text("".join(line + "\n" for line in kept))
+    for checkpoint in (cut / RunStore.CHECKPOINTS).glob("gen-*.pkl"):
+        if int(checkpoint.stem.split("-")[1]) >= 1:
+            checkpoint.unlink()
+    for result in (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT):
+        (cut / result).unlink(missing_ok=True)
+    resumed = Evolution.resume(cut, log=lambda line: None).run(progress=False)
+    assert _scored(resumed.records) == _scored(original.records)
+    assert store.candidates_path.read_text().splitlines()[:4] == kept
+
+
 def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
     for options, words in [
         ({"workers": 0}, ["executor.options.workers"]),

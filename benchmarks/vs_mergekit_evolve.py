@@ -1,0 +1,153 @@
+"""The cost of one candidate in mergekit-evo against the pipeline mergekit-evolve runs per candidate, measured in one
+run on the same models, tasks, items and genomes.
+
+mergekit-evolve (its on-disk evaluator, the default): mergekit `run_merge` into a folder, then lm-eval's
+`simple_evaluate` with `model="hf"` on that folder (a fresh transformers load each time), its task index built once
+per worker. mergekit-evo: the resident merger (sources loaded once; each candidate merged in memory by mergekit's
+own tasks) and the lm-eval backend on the model object, scoring (a) every item, as mergekit-evolve does, and (b) 20
+items per task, what the IRT estimator at 20 anchors scores per candidate. IRT also pays once for its calibration
+(the input models and `calibration` merges scored on every item); the table spreads that over a run of `--budget`
+candidates.
+
+    python benchmarks/vs_mergekit_evolve.py                 # 6 candidates each way, the tiny world
+    python benchmarks/vs_mergekit_evolve.py --candidates 10 --budget 200
+
+The first candidate of each way is a warm-up (it loads the sources, builds caches) and is left out of the means.
+Both ways score the same tensors with the same lm-eval code, so their accuracies must agree: the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TASKS = ("tiny_math_a_mc_search", "tiny_facts_b_mc_search")
+BATCH = 64
+
+
+def _config(world: Path):
+    from mergekit_evo.config import parse_config
+    from mergekit_evo.demo import two_skill_config
+
+    data = two_skill_config(world, 8)
+    include = [str(world / "tasks" / "lm_eval")]
+    data["tasks"] = [
+        {"name": name, "backend": "lm-eval", "options": {"task": name, "include_path": include}} for name in TASKS
+    ]
+    return parse_config(data)
+
+
+def mergekit_evolve_way(merge_yaml: str, manager, scratch: Path) -> tuple[float, dict[str, float]]:
+    """What mergekit-evolve does per candidate: merge to disk, then lm-eval loads the folder and evaluates it."""
+    import lm_eval
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    from mergekit_evo.merging import parse_merge_config
+
+    started = time.perf_counter()
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    options = MergeOptions(cuda=False, copy_tokenizer=True, quiet=True, out_shard_size=1_000_000_000_000)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        run_merge(parse_merge_config(merge_yaml), str(out), options=options)
+        results = lm_eval.simple_evaluate(
+            model="hf",
+            model_args={"pretrained": str(out), "dtype": "float32"},
+            tasks=list(TASKS),
+            task_manager=manager,
+            log_samples=False,
+            verbosity="WARNING",
+            bootstrap_iters=0,
+            batch_size=BATCH,  # as `--batch-size 64` would; our tasks score at their batch_size, 64 by default
+        )
+    seconds = time.perf_counter() - started
+    return seconds, {name: float(results["results"][name]["acc,none"]) for name in TASKS}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", type=int, default=6)
+    parser.add_argument("--anchors", type=int, default=20)
+    parser.add_argument("--calibration", type=int, default=16, help="the IRT plugin's default")
+    parser.add_argument(
+        "--budget", type=int, default=200, help="candidates in the run IRT's calibration is spread over"
+    )
+    parser.add_argument("--world", type=Path)
+    args = parser.parse_args(argv)
+
+    import transformers
+    from lm_eval.tasks import TaskManager
+
+    from mergekit_evo.executors import Job, Worker, build_tasks
+    from mergekit_evo.genome import GenomeSpace
+    from mergekit_evo.plugins import registry
+    from mergekit_evo.resident import ResidentMerger
+    from mergekit_evo.tiny_world import ensure_world
+
+    transformers.utils.logging.set_verbosity_error()
+    logging.getLogger("lm-eval").setLevel(logging.ERROR)
+    world = args.world or ensure_world()
+    config = _config(world)
+    genome = GenomeSpace(config)
+    rng = np.random.default_rng(0)
+    recipes = [genome.to_yaml(rng.random(genome.dim)) for _ in range(args.candidates)]
+
+    manager = TaskManager(include_path=[str(world / "tasks" / "lm_eval")], include_defaults=False)  # once per worker
+    theirs: list[tuple[float, dict[str, float]]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for recipe in recipes:
+            theirs.append(mergekit_evolve_way(recipe, manager, Path(scratch)))
+
+    backend = registry().get("task_backends", "lm-eval", "tasks")
+    worker = Worker(ResidentMerger(config=config), build_tasks(config, {name: backend for name in TASKS}))
+    every = {name: list(range(len(task.item_ids))) for name, task in worker.tasks.items()}
+    few = {name: sorted(rng.choice(len(ids), args.anchors, replace=False).tolist()) for name, ids in every.items()}
+    ours_all, ours_few = [], []
+    for i, recipe in enumerate(recipes):
+        outcome = worker.run(Job(i, recipe, 0, every))
+        assert outcome.scores is not None, outcome.error
+        ours_all.append((outcome.seconds, {n: float(np.mean(s)) for n, s in outcome.scores.items()}))
+        worker.release()
+        outcome = worker.run(Job(i, recipe, 0, few))
+        assert outcome.scores is not None, outcome.error
+        ours_few.append(outcome.seconds)
+        worker.release()
+
+    agree = all(
+        abs(mine[1][n] - other[1][n]) < 1e-9 for mine, other in zip(ours_all, theirs) for n in TASKS
+    )  # task arithmetic has no random seed: the same tensors either way
+    their = statistics.mean(s for s, _ in theirs[1:])
+    full = statistics.mean(s for s, _ in ours_all[1:])
+    anchors = statistics.mean(ours_few[1:])
+    calibration = (3 + args.calibration) * full  # the inputs and the calibration merges, every item
+    amortized = anchors + calibration / args.budget
+    items = sum(len(v) for v in every.values())
+    print(f"{len(recipes) - 1} candidates each way after a warm-up; {items} items over {len(TASKS)} lm-eval tasks\n")
+    print("| per candidate | seconds | vs mergekit-evolve |")
+    print("| --- | ---: | ---: |")
+    print(f"| mergekit-evolve's pipeline (run_merge to disk, fresh load, lm-eval) | {their:.2f} | 1.00x |")
+    print(f"| mergekit-evo, resident merger, every item | {full:.2f} | {their / full:.1f}x faster |")
+    print(
+        f"| mergekit-evo, resident merger, IRT at {args.anchors} anchors/task | {anchors:.2f} | {their / anchors:.1f}x faster |"
+    )
+    print(
+        f"| the same with IRT's calibration ({3 + args.calibration} full scorings) spread over {args.budget} "
+        f"candidates | {amortized:.2f} | {their / amortized:.1f}x faster |"
+    )
+    print(f"\nsame accuracy both ways on every candidate and task: {'yes' if agree else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()
