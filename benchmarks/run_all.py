@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other, each printing the table the README's Performance section holds.
 
-python benchmarks/run_all.py            # all (about 40 minutes on 2 CPU cores)
+python benchmarks/run_all.py            # all (about 50 minutes on 2 CPU cores)
 python benchmarks/run_all.py --quick    # small sizes and fewer seeds, a few minutes
 """
 
@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import estimator_error  # noqa: E402
 import merge_speed  # noqa: E402
+import parallel  # noqa: E402
+import vs_mergekit_evolve  # noqa: E402
 
 
 def main() -> None:
@@ -28,6 +30,8 @@ def main() -> None:
             estimator_error.main,
             ["--anchors", "10,20", "--seeds", "2", "--heldout", "16"] if quick else [],
         ),
+        ("parallel scoring", parallel.main, ["--evaluations", "24", "--optimizers", "random"] if quick else []),
+        ("vs mergekit-evolve", vs_mergekit_evolve.main, ["--candidates", "3"] if quick else []),
     ]
     for title, run, args in runs:
         print(f"\n## {title}: {' '.join(args) or '(defaults)'}\n", flush=True)

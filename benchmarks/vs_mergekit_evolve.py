@@ -52,6 +52,7 @@ def _config(world: Path):
 def mergekit_evolve_way(merge_yaml: str, manager, scratch: Path) -> tuple[float, dict[str, float]]:
     """What mergekit-evolve does per candidate: merge to disk, then lm-eval loads the folder and evaluates it."""
     import lm_eval
+    import torch
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
@@ -71,6 +72,7 @@ def mergekit_evolve_way(merge_yaml: str, manager, scratch: Path) -> tuple[float,
             verbosity="WARNING",
             bootstrap_iters=0,
             batch_size=BATCH,  # as `--batch-size 64` would; our tasks score at their batch_size, 64 by default
+            device="cuda" if torch.cuda.is_available() else "cpu",
         )
     seconds = time.perf_counter() - started
     return seconds, {name: float(results["results"][name]["acc,none"]) for name in TASKS}
