@@ -138,26 +138,25 @@ class EstimatorConfig(PluginChoice):
         return None if value is False else value
 
 
-class MergerConfig(PluginChoice):
+class _ByName(PluginChoice):
+    """A plugin choice that may also be written as its name alone (`merger: disk`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+
+class MergerConfig(_ByName):
     """`merger: resident` or `merger: {name: resident, options: {...}}`: how each candidate becomes a model."""
 
     name: str = "resident"
 
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value):
-        return {"name": value} if isinstance(value, str) else value
 
-
-class ExecutorConfig(PluginChoice):
+class ExecutorConfig(_ByName):
     """`executor: local` or `executor: {name: ray, options: {workers: 4}}`: where candidates are merged and scored."""
 
     name: str = "local"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, value):
-        return {"name": value} if isinstance(value, str) else value
 
 
 class BudgetConfig(_Strict):

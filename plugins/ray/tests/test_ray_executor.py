@@ -107,14 +107,20 @@ def _slow_config(world: Path, max_retries: int) -> dict:
     return data
 
 
+def _run_with_a_kill(world: Path, run_dir: Path, marks: Path, max_retries: int):
+    """A 2-worker run during which the first worker seen mid-score is killed with -9."""
+    killed: list[int] = []
+    watcher = _kill_first_busy_worker(marks, killed)
+    result, lines = _run(_slow_config(world, max_retries=max_retries), run_dir)
+    watcher.join(timeout=1)
+    assert len(killed) == 1
+    return result, lines, killed[0]
+
+
 def test_a_worker_killed_mid_candidate_is_replaced_and_its_candidate_run_again(
     ray_instance, tiny_world, tmp_path, slow_backend
 ):
-    killed: list[int] = []
-    watcher = _kill_first_busy_worker(slow_backend, killed)
-    result, lines = _run(_slow_config(tiny_world, max_retries=1), tmp_path / "run")
-    watcher.join(timeout=1)
-    assert len(killed) == 1
+    result, lines, killed = _run_with_a_kill(tiny_world, tmp_path / "run", slow_backend, max_retries=1)
     died = [line for line in lines if "died while scoring candidate" in line]
     assert len(died) == 1 and "running it again (1 of 1)" in died[0], lines
     assert any(" is back (restart 1" in line for line in lines), lines
@@ -125,16 +131,13 @@ def test_a_worker_killed_mid_candidate_is_replaced_and_its_candidate_run_again(
     assert all(r.ok for r in records), [r.error for r in records]
     # the killed candidate was scored twice (the kill, then the retry); every other once
     calls = (slow_backend / "calls").read_text().split()
-    assert len(calls) == 9 and calls.count(str(killed[0])) >= 1
+    assert len(calls) == 9 and calls.count(str(killed)) >= 1
 
 
 def test_past_max_retries_the_candidate_is_recorded_as_failed_and_the_run_goes_on(
     ray_instance, tiny_world, tmp_path, slow_backend
 ):
-    killed: list[int] = []
-    watcher = _kill_first_busy_worker(slow_backend, killed)
-    result, lines = _run(_slow_config(tiny_world, max_retries=0), tmp_path / "run")
-    watcher.join(timeout=1)
+    result, lines, _ = _run_with_a_kill(tiny_world, tmp_path / "run", slow_backend, max_retries=0)
     records = RunStore(tmp_path / "run").records()
     failed = [r for r in records if not r.ok]
     assert len(records) == 8 and len(failed) == 1
