@@ -510,22 +510,22 @@ class Evolution:
         self.log(self.merger.describe())
         executor = self.executor_cls(options=self.config.executor.options)
         self.log(executor.describe())
-        # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that
-        # cannot load them stops the run before any of that work
-        executor.start(
-            WorkerSpec(
-                self.config,
-                type(self.merger),
-                {
-                    t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
-                    for t in self.config.tasks
-                },
-                self.genome.to_yaml(self.genome.initial_point()),
-            ),
-            Worker(self.merger, self.tasks),
-            self.log,
-        )
         try:
+            # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that
+            # cannot load them stops the run before any of that work
+            executor.start(
+                WorkerSpec(
+                    self.config,
+                    type(self.merger),
+                    {
+                        t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
+                        for t in self.config.tasks
+                    },
+                    self.genome.to_yaml(self.genome.initial_point()),
+                ),
+                Worker(self.merger, self.tasks),
+                self.log,
+            )
             return self._search(executor, progress)
         finally:
             executor.close()

@@ -223,3 +223,7 @@ def test_a_worker_that_cannot_load_the_models_stops_the_run_in_one_line(ray_inst
         weights.unlink()
     with pytest.raises(UserError, match=r"^executor: Ray worker worker-0 could not load the models: "):
         evolution.run(progress=False)
+    deadline = time.time() + 60  # the failed worker is stopped, not left holding its CPU in the shared instance
+    while ray_instance.available_resources().get("CPU", 0) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert ray_instance.available_resources().get("CPU", 0) == 2
