@@ -12,7 +12,7 @@ import pickle
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
-from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec
+from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import GenomeSpace, model_label
 from mergekit_evo.merging import LoadedModel, parse_merge_config
@@ -44,7 +44,7 @@ from mergekit_evo.responses import RunResponses, Scores
 from mergekit_evo.runs import CandidateRecord, RunStore
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
-from mergekit_evo.validation import HeldBack, with_validation
+from mergekit_evo.validation import HeldBack
 
 
 @dataclass
@@ -117,12 +117,10 @@ class Evolution:
         if self.genome.dim == 0:
             raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
         self.baselines = configured_baselines(config, self.genome)
-        self.tasks = {
-            t.name: with_validation(
-                self.reg.get("task_backends", t.backend, "tasks", config.providers)(config=t), config.seed
-            )
-            for t in config.tasks
+        self.backends = {
+            t.name: self.reg.get("task_backends", t.backend, "tasks", config.providers) for t in config.tasks
         }
+        self.tasks = build_tasks(config, self.backends)
         for i, task in enumerate(self.tasks.values()):
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
                 raise UserError(
@@ -254,13 +252,16 @@ class Evolution:
     # ------------------------------------------------------------------------------ scoring
 
     def _score(self, model: LoadedModel) -> dict[str, dict]:
+        return self._estimated({name: task.score(model, self.selection[name]) for name, task in self.tasks.items()})
+
+    def _estimated(self, scores: Mapping[str, Sequence[float] | np.ndarray]) -> dict[str, dict]:
+        """Per task, the estimator's estimate from the selected items' scores, and those scores."""
         results = {}
-        for name, task in self.tasks.items():
-            indices = self.selection[name]
-            scores = task.score(model, indices)
+        for name, given in scores.items():
+            values = np.asarray(given, dtype=float)
             results[name] = {
-                "estimate": self.estimator.estimate(name, indices, scores),
-                "scores": [float(s) for s in scores],
+                "estimate": self.estimator.estimate(name, self.selection[name], values),
+                "scores": [float(s) for s in values],
             }
         return results
 
@@ -362,13 +363,7 @@ class Evolution:
                 seconds=seconds,
                 audit=audit,
             )
-        tasks = {
-            name: {
-                "estimate": self.estimator.estimate(name, self.selection[name], np.asarray(scores, dtype=float)),
-                "scores": scores,
-            }
-            for name, scores in outcome.scores.items()
-        }
+        tasks = self._estimated(outcome.scores)
         objectives, fitness = self._objectives(tasks)
         reasons = self._audit_reasons(outcome.job.index, tasks, fitness)
         if reasons:  # decided here, on the running best as it stands when the result arrives
@@ -517,10 +512,7 @@ class Evolution:
                 WorkerSpec(
                     self.config,
                     type(self.merger),
-                    {
-                        t.name: self.reg.get("task_backends", t.backend, "tasks", self.config.providers)
-                        for t in self.config.tasks
-                    },
+                    self.backends,
                     self.genome.to_yaml(self.genome.initial_point()),
                 ),
                 Worker(self.merger, self.tasks),
@@ -581,7 +573,7 @@ class Evolution:
         to_ask = to_tell = generation
 
         def record_new(record: CandidateRecord) -> None:
-            nonlocal evaluations, best
+            nonlocal evaluations
             if record.audit is not None and NEW_BEST in record.audit["reason"]:
                 record = dataclasses.replace(record, audit={**record.audit, "accepted": self.running.accepts(record)})
             evaluations += 1

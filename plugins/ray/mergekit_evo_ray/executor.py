@@ -63,12 +63,10 @@ class _Slot:
 
     name: str
     actor: Any
-    pid: int | None = None
-    node: str | None = None
     job: Job | None = None
     warming: bool = True
     restarts: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # from its warm-up: pid, node, device
 
 
 def _cause(error: BaseException) -> str:
@@ -127,7 +125,7 @@ class RayExecutor(Executor):
             self._launch(f"worker-{i}")
         for name in list(self._slots):
             self._wait_warm(name)
-        nodes = sorted({s.node for s in self._slots.values() if s.node})
+        nodes = sorted({s.info["node"] for s in self._slots.values()})
         log(f"executor: {count} Ray workers ready on {len(nodes)} node(s), sources loaded once each")
 
     def _default_workers(self, resources: dict[str, float]) -> int:
@@ -166,11 +164,11 @@ class RayExecutor(Executor):
 
     def _warmed(self, name: str, info: dict[str, Any]) -> None:
         slot = self._slots[name]
-        slot.pid, slot.node, slot.warming, slot.info = info["pid"], info["node"], False, info
+        slot.warming, slot.info = False, info
 
     def worker_pids(self) -> dict[str, int | None]:
         """Each worker's process id (on its node): what to kill -9 to test the recovery."""
-        return {name: slot.pid for name, slot in self._slots.items()}
+        return {name: slot.info.get("pid") for name, slot in self._slots.items()}
 
     # ------------------------------------------------------------------------------ jobs
 
@@ -217,7 +215,7 @@ class RayExecutor(Executor):
                 continue
             if slot.warming:  # a replacement is ready
                 self._warmed(name, value)
-                self._log(f"executor: {name} is back (restart {slot.restarts}, pid {slot.pid})")
+                self._log(f"executor: {name} is back (restart {slot.restarts}, pid {slot.info['pid']})")
                 continue
             slot.job = None
             return value
