@@ -30,6 +30,7 @@ _PUBLIC = {
     "Outcome": "mergekit_evo.executors",
     "Worker": "mergekit_evo.executors",
     "WorkerSpec": "mergekit_evo.executors",
+    "Observer": "mergekit_evo.observers",
     "LoadedModel": "mergekit_evo.merging",
     "ResponseSource": "mergekit_evo.responses",
     "Scores": "mergekit_evo.responses",
@@ -48,6 +49,7 @@ __all__ = [
     "Job",
     "LoadedModel",
     "Merger",
+    "Observer",
     "Optimizer",
     "Outcome",
     "ResponseSource",
@@ -85,6 +87,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from mergekit_evo.fingerprint import json_hash
     from mergekit_evo.hookspecs import hookimpl
     from mergekit_evo.merging import LoadedModel, Merger
+    from mergekit_evo.observers import Observer
     from mergekit_evo.optimizers import Optimizer
     from mergekit_evo.responses import ResponseSource, Scores
     from mergekit_evo.runs import CandidateRecord

@@ -436,6 +436,87 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
             click.echo(write_candidate_model(record.merge_yaml, record.seed, record.device, write_model))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write the page here. Default: RUN_DIR/report.html, which needs the run to be stopped or finished; "
+    "a running one is only read, so give --out for it.",
+)
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write report.html for RUN_DIR: its plots in one file that opens offline in any browser.
+
+    \b
+    The same page every run writes when it ends: fitness of every candidate with the best so far, parents and
+    plain merges; per-task scores on search, validation and held-out items; the chosen genome as a heat map and
+    each gene's trajectory; the Pareto front (multi-objective runs); a cheap estimator against full scores; the
+    recipe and the mergekit-yaml command that rebuilds it. It may be made at any time, also while the run goes on.
+
+    \b
+    Examples:
+      mergekit-evo report runs/demo                        # runs/demo/report.html, rebuilt
+      mergekit-evo report runs/live --out /tmp/live.html   # a running run, only read
+    """
+    from mergekit_evo.files import disk_errors, write_atomically
+    from mergekit_evo.report_html import report_html
+    from mergekit_evo.run_view import load_view
+    from mergekit_evo.runs import RunStore
+
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
+    if out is None:
+        store, _ = RunStore.open(run_dir, log=say)
+        writer = store.writer()
+        if writer is not None:
+            raise UserError(
+                f"{run_dir} is being written by pid {writer}, and only that process writes into it; "
+                "give --out FILE to write the report elsewhere"
+            )
+        text = report_html(load_view(run_dir, log=say))
+        store.lock()  # the run's one writer for the moment it takes: a `resume` started meanwhile is refused
+        try:
+            store.write_text(RunStore.REPORT_HTML, text)
+        finally:
+            store.unlock()
+        click.echo(store.file(RunStore.REPORT_HTML))
+        return
+    text = report_html(load_view(run_dir, log=say))
+    with disk_errors(out):
+        write_atomically(out, text.encode())
+    click.echo(out)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--port", type=int, default=8765, show_default=True, help="Port to serve on; 0 picks a free one.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Only this machine can reach the default; 0.0.0.0 opens it to the network.",
+)
+@click.option("--poll", type=float, default=2.0, show_default=True, help="Seconds between the page's checks.")
+def dashboard(run_dir: Path, port: int, host: str, poll: float) -> None:
+    """Serve a live page of RUN_DIR (or of every run in a folder) that follows the run as candidates are recorded.
+
+    \b
+    The page shows the report's views and redraws them whenever the run directory changes; it only reads the
+    run, so start it beside a running `mergekit-evo run`, or after. Given a folder of runs, the first page lists
+    them with their best-so-far curves side by side. Ctrl-C stops it.
+
+    \b
+    Examples:
+      mergekit-evo dashboard runs/demo                     # then open http://127.0.0.1:8765/
+      mergekit-evo dashboard runs/ --port 9000             # every run under runs/
+      ssh -L 8765:127.0.0.1:8765 gpu-box                   # a remote run: forward the port, keep the default host
+    """
+    from mergekit_evo.dashboard import serve
+
+    if poll <= 0:
+        raise UserError("--poll: give a number of seconds above 0, e.g. --poll 2")
+    serve(run_dir, host, port, log=lambda line: click.echo(line, err=True), poll_ms=int(poll * 1000))
+
+
 def check_model_target(folder: Path, force: bool) -> None:
     """A folder a model may be written into: new, empty, or (with --force) not empty; and writable. Checked before any
     merge work, so a wrong target costs nothing."""

@@ -159,6 +159,13 @@ class ExecutorConfig(_ByName):
     name: str = "local"
 
 
+class ObserverConfig(_ByName):
+    """An entry of `observers:`, `wandb` or `{name: mlflow, options: {experiment: merges}}`: a tracker that watches the
+    run. Installing an observer plugin does not turn it on; naming it here does."""
+
+    name: str
+
+
 class BudgetConfig(_Strict):
     """When the search stops; checked after each generation, so a generation is never cut in half."""
 
@@ -201,6 +208,9 @@ class EvolveConfig(_Strict):
     seed: Seed = 0
     merger: MergerConfig = Field(default_factory=MergerConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    observers: list[ObserverConfig] = Field(
+        default_factory=list, description="trackers that watch the run (wandb, mlflow); each is told of every candidate"
+    )
     baselines: list[BaselineConfig] | None = Field(
         None,
         description="plain merges to compare against; default: the "
@@ -224,6 +234,15 @@ class EvolveConfig(_Strict):
         if duplicates:
             raise ValueError(f"task names must be unique; repeated: {', '.join(duplicates)}")
         return tasks
+
+    @field_validator("observers")
+    @classmethod
+    def _unique_observers(cls, observers):
+        names = [o.name for o in observers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"each observer may be named once; repeated: {', '.join(duplicates)}")
+        return observers
 
     @field_validator("baselines")
     @classmethod

@@ -6,7 +6,7 @@ keeps a fingerprint of all of it (`fingerprint.json`) and `resume` refuses, in o
 records of another meaning to the same file.
 
 What may change between starting and resuming: the budget (raise it to extend a run), `best_by`, the merger and its
-device, the executor (a run may go on Ray where it started locally), `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`;
+device, the executor (a run may go on Ray where it started locally), the observers, `scratch_dir`, `write_best_model`, `baselines`, `selection`, a task's `batch_size` and `validation_items`;
 none of these changes what a recorded genome or score means (baselines and the final choice are made again at the
 end).
 """
@@ -28,6 +28,7 @@ MAY_CHANGE = {
     "best_by",
     "merger",
     "executor",
+    "observers",
     "scratch_dir",
     "write_best_model",
     "run_dir",

@@ -100,6 +100,7 @@ class GenomeSpace:
             labels = [f"model{i}" for i in range(len(config.models))]
         self.labels = labels
         prefixes = _group_names(groups, self.n_layers)
+        self.group_prefixes = prefixes  # each layer group's name, as its genes' names begin
         genes: list[Gene] = []
         self.fixed: dict[str, object] = {}
         for name, setting in config.genome.parameters.items():

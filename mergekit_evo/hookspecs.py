@@ -3,7 +3,8 @@
 A plugin is a module with functions decorated by `mergekit_evo.hookimpl`, published through an entry point in the
 group `mergekit_evo`. A function may take fewer arguments than its hook offers (pluggy passes only those it names).
 Registration hooks are called when the plugins are first listed (`mergekit-evo plugins`, or the start of a run);
-the observer hooks while a run goes on, in the running process. A name registered by two distributions is refused
+the observer hooks (and `Observer`s) while a run goes on, in the running process; one that raises is reported once
+and the run goes on. A name registered by two distributions is refused
 when a config uses it, naming both, unless the config's `providers:` says which one (see `plugins.Registry`).
 """
 
@@ -67,12 +68,22 @@ def register_executors(register):
 
 
 @hookspec
+def register_observers(register):
+    """Register observers: trackers a config turns on by name under `observers:` (wandb, mlflow).
+
+    :param register: call `register(name, cls)`; `cls` subclasses `mergekit_evo.Observer` and is built once per run
+        as `cls(options=, run_dir=, config=)`; its methods mirror the three hooks below.
+    :return: nothing.
+    """
+
+
+@hookspec
 def on_candidate_scored(record, run_dir):
     """Called after each candidate is appended to `candidates.jsonl`, failed ones included.
 
     :param record: the `mergekit_evo.CandidateRecord` just written.
     :param run_dir: the run's folder (a `Path`); read it, never write into it.
-    :return: nothing; an exception here stops the run (the record is already safe).
+    :return: nothing; an exception here is reported once and the run goes on (the record is already safe).
     """
 
 
@@ -89,7 +100,7 @@ def on_generation_end(generation, records, run_dir):
 
 @hookspec
 def on_run_end(best, run_dir):
-    """Called once when a run finishes its budget, after best.yaml and report.md are written.
+    """Called once when a run finishes its budget, after best.yaml, report.md and report.html are written.
 
     :param best: the chosen `CandidateRecord`, or None if every candidate failed.
     :param run_dir: the run's folder.

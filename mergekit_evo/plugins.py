@@ -13,7 +13,7 @@ from mergekit_evo import hookspecs
 from mergekit_evo.errors import UserError, close_matches
 
 GROUP = "mergekit_evo"
-KINDS = ("optimizers", "estimators", "task_backends", "mergers", "executors")
+KINDS = ("optimizers", "estimators", "task_backends", "mergers", "executors", "observers")
 BUILTINS = (
     "mergekit_evo.optimizers",
     "mergekit_evo.estimators",
@@ -127,10 +127,14 @@ def registry(pm: PluginManager | None = None) -> Registry:
 
 
 def check_plugin_names(config, reg: Registry) -> None:
-    """Refuse unknown or ambiguous optimizer/estimator/backend/merger/executor names before any work starts."""
+    """Refuse unknown or ambiguous plugin names (and observers' bad options) before any work starts."""
     reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
     reg.get("estimators", config.estimator.name, "estimator.name", config.providers)
     reg.get("mergers", config.merger.name, "merger.name", config.providers)
     reg.get("executors", config.executor.name, "executor.name", config.providers)
     for i, task in enumerate(config.tasks):
         reg.get("task_backends", task.backend, f"tasks[{i}].backend", config.providers)
+    for i, observer in enumerate(config.observers):
+        reg.get("observers", observer.name, f"observers[{i}]", config.providers).check_options(
+            observer.options, f"observers[{i}].options"
+        )

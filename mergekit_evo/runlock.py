@@ -51,6 +51,21 @@ class RunLock:
         f.flush()
         self._file = f
 
+    def holder(self) -> str | None:
+        """The pid of the process writing the run now, or None; a reader's check: it opens the file read-only, takes
+        at most a shared lock for an instant, and writes nothing."""
+        try:
+            f = open(self.path, "rb")
+        except OSError:  # no lock file: no run ever held it
+            return None
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().decode(errors="replace").strip() or "unknown"
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            return None
+
     def release(self) -> None:
         if self._file is not None:
             self._file.close()  # closing the file drops the flock

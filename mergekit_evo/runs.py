@@ -18,6 +18,7 @@ Layout (every name is spelled here and nowhere else):
   full_search.json    the top-k candidates' scores on every search item, by index (cheap estimators)
   audit.json          runs with `estimator.audit`: the estimate's error on the audited candidates, and the refits
   report.md           parents and baselines against the chosen merge, with paired intervals and p-values
+  report.html         the same with plots, one self-contained file (report_html.py; `mergekit-evo report` rebuilds it)
   pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
 
 Guarantees (tested in tests/test_run_store.py): only the process holding `run.lock` writes; a record, once appended,
@@ -137,6 +138,7 @@ class RunStore:
     AUDIT = "audit.json"
     BEST_MODEL = "best_model"
     REPORT = "report.md"
+    REPORT_HTML = "report.html"
     PARETO = "pareto.jsonl"
     PARETO_DIR = "pareto"
     # the files and folders that make a folder a run (the lock file alone does not: it is left by any attempt)
@@ -234,6 +236,10 @@ class RunStore:
 
     def unlock(self) -> None:
         self._lock.release()
+
+    def writer(self) -> str | None:
+        """The pid of the process writing this run now (None when none is): read without writing anything."""
+        return None if self._lock.held else self._lock.holder()
 
     def check_not_in_use(self) -> None:
         """Refuse, as `lock` would, when another process writes this run (before deleting or replacing it)."""

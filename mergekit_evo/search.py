@@ -30,6 +30,7 @@ from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, b
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import GenomeSpace, model_label
 from mergekit_evo.merging import LoadedModel, parse_merge_config
+from mergekit_evo.observers import Notifier
 from mergekit_evo.pareto import pareto_front, write_front
 from mergekit_evo.plugins import (
     Registry,
@@ -40,7 +41,9 @@ from mergekit_evo.plugins import (
 from mergekit_evo.preflight import check_inputs
 from mergekit_evo.ranking import best_record, estimate_by, ranked, score_by
 from mergekit_evo.report import report
+from mergekit_evo.report_html import report_html
 from mergekit_evo.responses import RunResponses, Scores
+from mergekit_evo.run_view import load_view
 from mergekit_evo.runs import CandidateRecord, RunStore
 from mergekit_evo.significance import compare
 from mergekit_evo.tasks import TaskBackend
@@ -503,8 +506,10 @@ class Evolution:
 
     def _run(self, progress: bool) -> RunResult:
         self.log(self.merger.describe())
+        self.notifier = Notifier.build(self.config, self.reg, self.pm, self.store.path, self.log)
         executor = self.executor_cls(options=self.config.executor.options)
         self.log(executor.describe())
+        finished = False
         try:
             # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that
             # cannot load them stops the run before any of that work
@@ -518,9 +523,12 @@ class Evolution:
                 Worker(self.merger, self.tasks),
                 self.log,
             )
-            return self._search(executor, progress)
+            result = self._search(executor, progress)
+            finished = True
+            return result
         finally:
             executor.close()
+            self.notifier.close(finished)
 
     def _search(self, executor: Executor, progress: bool) -> RunResult:
         self._select_items(progress)
@@ -582,7 +590,7 @@ class Evolution:
             by_position[(record.generation, record.member)] = record
             if record.ok:
                 by_yaml.setdefault(record.merge_yaml, record)
-            self.pm.hook.on_candidate_scored(record=record, run_dir=self.store.path)
+            self.notifier.candidate_scored(record)
             sent = sending.pop(record.merge_yaml, None)
             if sent == record.index:  # members with the same recipe go next, as copies of it where it scored
                 queue.extendleft(reversed(waiting.pop(record.merge_yaml, [])))
@@ -673,11 +681,7 @@ class Evolution:
                         "audit": audit_state,
                     },
                 )
-                self.pm.hook.on_generation_end(
-                    generation=to_tell - 1,
-                    records=[by_position[(to_tell - 1, m)] for m in range(len(done.xs))],
-                    run_dir=self.store.path,
-                )
+                self.notifier.generation_end(to_tell - 1, [by_position[(to_tell - 1, m)] for m in range(len(done.xs))])
 
         try:
             while True:
@@ -850,7 +854,8 @@ class Evolution:
             self.store.read_json(RunStore.AUDIT) if self.audit is not None else None,
         )
         self.store.write_text(RunStore.REPORT, report(result, self.config))
-        self.pm.hook.on_run_end(best=best, run_dir=self.store.path)
+        self.store.write_text(RunStore.REPORT_HTML, report_html(load_view(self.store.path, self.store.log)))
+        self.notifier.run_end(best)
         return result
 
 
