@@ -222,9 +222,9 @@ def resume(run_dir: Path, no_progress: bool) -> None:
 @click.option("--random-seed", type=int, default=0, show_default=True, help="The run's seed.")
 @click.option("--batch-size", type=int, help="Each task's batch_size.")
 @click.option("--sigma0", type=float, default=1 / 6, show_default=True, help="CMA-ES's initial step size.")
-@click.option("--wandb/--no-wandb", default=False, help="Refused until a W&B observer plugin exists.")
-@click.option("--wandb-project", help="Accepted with --wandb only.")
-@click.option("--wandb-entity", help="Accepted with --wandb only.")
+@click.option("--wandb/--no-wandb", default=False, help="Log to W&B: the wandb observer (mergekit-evo-wandb).")
+@click.option("--wandb-project", help="The W&B project (with --wandb).")
+@click.option("--wandb-entity", help="The W&B entity (with --wandb).")
 @click.option(
     "--task-search-path", multiple=True, help="Folders of lm-eval task YAMLs (repeatable): each task's include_path."
 )

@@ -101,17 +101,16 @@ def evolve_flags(data: dict, flags: EvolveFlags, gpus: int) -> dict:
     refused = [
         ("--trust-remote-code", flags.trust_remote_code, "models load without remote code; drop the flag"),
         ("--allow-crimes", flags.allow_crimes, "recipes are checked as mergekit checks them; drop the flag"),
-        (
-            "--wandb",
-            flags.wandb,
-            "no W&B observer plugin exists yet; drop the flag (every candidate is in candidates.jsonl)",
-        ),
     ]
     for flag, given, why in refused:
         if given:
             raise UserError(f"{flag}: not supported by mergekit-evo evolve: {why}")
     mapped = flags.mapped
     data = {**data, "seed": flags.random_seed, "write_best_model": flags.save_final_model}
+    if flags.wandb:
+        wandb_options = {"project": flags.wandb_project, "entity": flags.wandb_entity}
+        data["observers"] = [{"name": "wandb", "options": {k: v for k, v in wandb_options.items() if v}}]
+        mapped.append("--wandb -> the wandb observer (mergekit-evo-wandb)")
     data["budget"] = {"max_evaluations": flags.max_fevals, **({"max_seconds": flags.timeout} if flags.timeout else {})}
     mapped.append(f"--max-fevals {flags.max_fevals} -> budget.max_evaluations")
     if flags.timeout:

@@ -15,13 +15,16 @@ directory and never write into it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from mergekit_evo.errors import NoOptions, parse_plugin_options
+from mergekit_evo.runs import RunStore
 
 if TYPE_CHECKING:
     from mergekit_evo.config import EvolveConfig
@@ -33,14 +36,73 @@ class Observer:
     """Watches one run. Subclass it, declare `Options`, register it with `register_observers`; a run whose config
     lists it under `observers:` builds it once as `cls(options=, run_dir=, config=)` when the run starts or resumes
     (after its records are read), then calls the three methods below as the hooks of the same names fire, and `close`
-    whatever ends the run. Every method may raise: it is reported once and the run goes on."""
+    whatever ends the run. Every method may raise: it is reported once and the run goes on.
+
+    The helpers below give a tracker what to log as flat name -> number mappings, so every tracker logs the same
+    things under the same names."""
 
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, *, options: dict, run_dir: Path, config: EvolveConfig):
         self.options: Any = parse_plugin_options(self.Options, options, "observers.options")
-        self.run_dir = run_dir
+        self.run_dir = Path(run_dir)
         self.config = config
+        ok = [r.fitness for r in RunStore(self.run_dir).records() if r.ok and r.fitness is not None]
+        self.best_so_far: float | None = max(ok) if ok else None  # a resumed run goes on from its records
+
+    # ------------------------------------------------------------------ what a tracker logs, in flat form
+
+    @property
+    def tracking_id(self) -> str:
+        """An id that names this run directory's run in a tracker, the same when it resumes: a resumed run goes on
+        in the tracker's run it started, and another run (another folder or fingerprint) never lands there."""
+        fingerprint = (self.run_dir / RunStore.FINGERPRINT).read_bytes()
+        return hashlib.sha256(str(self.run_dir.resolve()).encode() + b"\0" + fingerprint).hexdigest()[:16]
+
+    def candidate_metrics(self, record: CandidateRecord) -> dict[str, float]:
+        """One candidate as flat numbers: `index`, `generation`, `ok`, `seconds`; and when scored `fitness`, each
+        task's `task/NAME` estimate, `objective/NAME` (multi-objective runs), `full_fitness` (audited) and each gene's
+        `gene/NAME` value."""
+        out: dict[str, float] = {
+            "index": record.index,
+            "generation": record.generation,
+            "ok": float(record.ok),
+            "seconds": record.seconds,
+        }
+        if record.ok and record.fitness is not None:
+            out["fitness"] = record.fitness
+            out.update({f"task/{name}": task["estimate"] for name, task in record.tasks.items()})
+            names = self.config.objective_names()
+            if record.objectives and len(names) > 1:
+                out.update({f"objective/{name}": v for name, v in zip(names, record.objectives)})
+            if record.audit is not None:
+                out["full_fitness"] = record.audit["fitness"]
+        out.update({f"gene/{name}": value for name, value in record.genes.items()})
+        return out
+
+    def generation_metrics(self, generation: int, records: list[CandidateRecord]) -> dict[str, float]:
+        """A generation as flat numbers: `generation`, `failed`, and over its scored members `best`, `mean`, `std`,
+        `worst`, with `best_so_far` over the whole run."""
+        scored = np.array([r.fitness for r in records if r.ok and r.fitness is not None], dtype=float)
+        out: dict[str, float] = {"generation": generation, "failed": float(sum(not r.ok for r in records))}
+        if len(scored):
+            best = float(scored.max())
+            self.best_so_far = best if self.best_so_far is None else max(self.best_so_far, best)
+            out.update(best=best, mean=float(scored.mean()), std=float(scored.std()), worst=float(scored.min()))
+        if self.best_so_far is not None:
+            out["best_so_far"] = self.best_so_far
+        return out
+
+    def result_files(self) -> list[Path]:
+        """The run's results a tracker keeps as artifacts, those that exist: best.yaml, report.md, report.html,
+        config.yaml."""
+        names = (RunStore.BEST, RunStore.REPORT, RunStore.REPORT_HTML, RunStore.CONFIG)
+        return [self.run_dir / name for name in names if (self.run_dir / name).is_file()]
+
+    def heldout(self) -> dict[str, float]:
+        """The chosen merge's held-out score per task (`heldout/NAME`), once the run has ended; empty before."""
+        saved = RunStore(self.run_dir).read_json(RunStore.BEST_HELDOUT) or {}
+        return {f"heldout/{task}": float(v) for task, v in (saved.get("heldout") or {}).items()}
 
     @classmethod
     def check_options(cls, options: dict, field: str) -> None:
@@ -83,7 +145,9 @@ class Notifier:
         notifier = cls(pm, run_dir, log)
         for entry in config.observers:
             factory = reg.get("observers", entry.name, "observers", config.providers)
-            built = notifier._call(entry.name, "start", factory, options=entry.options, run_dir=run_dir, config=config)
+            built = notifier._call(
+                f"observer {entry.name}", "start", factory, options=entry.options, run_dir=run_dir, config=config
+            )
             if built is not None:
                 notifier.observers[entry.name] = built
         return notifier
@@ -96,7 +160,7 @@ class Notifier:
             if self.errors[who] == 1:
                 message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
                 self.log(
-                    f"observer {who} failed in {where} ({type(e).__name__}{': ' + message if message else ''}); "
+                    f"{who} failed in {where} ({type(e).__name__}{': ' + message if message else ''}); "
                     "the run goes on, and its further errors are counted, not shown"
                 )
             return None
@@ -106,9 +170,9 @@ class Notifier:
             wanted = {
                 name: value for name, value in {**kwargs, "run_dir": self.run_dir}.items() if name in impl.argnames
             }
-            self._call(self.pm.get_name(impl.plugin) or "a plugin", hook, impl.function, **wanted)
+            self._call(f"plugin {self.pm.get_name(impl.plugin)}", hook, impl.function, **wanted)
         for name, observer in self.observers.items():
-            self._call(name, hook, getattr(observer, hook), **kwargs)
+            self._call(f"observer {name}", hook, getattr(observer, hook), **kwargs)
 
     def candidate_scored(self, record: CandidateRecord) -> None:
         self._notify("on_candidate_scored", record=record)
@@ -121,7 +185,7 @@ class Notifier:
 
     def close(self, finished: bool) -> None:
         for name, observer in self.observers.items():
-            self._call(name, "close", observer.close, finished=finished)
+            self._call(f"observer {name}", "close", observer.close, finished=finished)
         for who, count in self.errors.items():
             if count > 1:
-                self.log(f"observer {who} failed {count} times in this run")
+                self.log(f"{who} failed {count} times in this run")

@@ -14,3 +14,53 @@ def manifest(tiny_world: Path) -> dict:  # noqa: F811
     from mergekit_evo.tiny_world import load_manifest
 
     return load_manifest(tiny_world)
+
+
+# ------------------------------------------------------------------------------------------- browser tests
+
+
+def find_chromium() -> str | None:
+    """The system's Chromium (Debian's `chromium`), or MERGEKIT_EVO_CHROMIUM; Playwright's own download is not used."""
+    import os
+    import shutil
+
+    named = os.environ.get("MERGEKIT_EVO_CHROMIUM")
+    if named:
+        return named
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by Playwright. Without one the browser tests are skipped with the reason, unless
+    MERGEKIT_EVO_REQUIRE_BROWSER=1 (as .ci/run sets, after installing Chromium), where they fail instead."""
+    import os
+
+    executable = find_chromium()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        reason = "no Chromium on this machine (apt-get install chromium, or set MERGEKIT_EVO_CHROMIUM)"
+        if os.environ.get("MERGEKIT_EVO_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"MERGEKIT_EVO_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where the browser tests keep their screenshots: MERGEKIT_EVO_TEST_ARTIFACTS, else test-artifacts/."""
+    import os
+
+    folder = Path(os.environ.get("MERGEKIT_EVO_TEST_ARTIFACTS") or Path(__file__).parent.parent / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

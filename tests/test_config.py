@@ -117,6 +117,20 @@ def test_mergekit_evolve_task_keys_reach_each_task_and_untranslated_keys_are_ref
             parse_config(evolve_config(**top), tiny_world)
 
 
+def test_mergekit_evolve_s_wandb_flags_turn_on_the_wandb_observer(tiny_world, tmp_path):
+    from mergekit_evo.evolve_compat import EvolveFlags, evolve_flags
+
+    data = two_skill_config(tiny_world)
+    flags = EvolveFlags(tmp_path, wandb=True, wandb_project="merges", wandb_entity="lab", strategy="serial")
+    config = parse_config(evolve_flags(data, flags, gpus=0), tiny_world)
+    assert [(o.name, o.options) for o in config.observers] == [("wandb", {"project": "merges", "entity": "lab"})]
+    check_plugin_names(config, registry())  # the observer is installed and its options are its own
+    assert any(m.startswith("--wandb -> the wandb observer") for m in flags.mapped)
+    assert (
+        parse_config(evolve_flags(data, EvolveFlags(tmp_path, strategy="serial"), gpus=0), tiny_world).observers == []
+    )
+
+
 def test_the_cli_prints_a_config_error_in_one_line_without_traceback(tiny_world, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(_broken(tiny_world, lambda d, w: d.update(merge_method="tie"))))

@@ -74,7 +74,7 @@ def test_a_mergekit_evolve_command_line_and_config_run_unchanged(ray_instance, t
 @pytest.mark.parametrize(
     "flag, words",
     [
-        ("--wandb", ["--wandb", "W&B"]),
+        ("--allow-crimes", ["--allow-crimes", "checked as mergekit checks them"]),
         ("--trust-remote-code", ["--trust-remote-code", "remote code"]),
     ],
 )

@@ -1,0 +1,3 @@
+"""The tiny world, shared with mergekit-evo's tests."""
+
+from mergekit_evo.testing import tiny_world  # noqa: F401  (the session fixture)
