@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import estimator_error  # noqa: E402
 import merge_speed  # noqa: E402
 import parallel  # noqa: E402
+import views  # noqa: E402
 import vs_mergekit_evolve  # noqa: E402
 
 
@@ -32,6 +33,7 @@ def main() -> None:
         ),
         ("parallel scoring", parallel.main, ["--evaluations", "24", "--optimizers", "random"] if quick else []),
         ("vs mergekit-evolve", vs_mergekit_evolve.main, ["--candidates", "3"] if quick else []),
+        ("views", views.main, ["--repeats", "2"] if quick else []),
     ]
     for title, run, args in runs:
         print(f"\n## {title}: {' '.join(args) or '(defaults)'}\n", flush=True)

@@ -127,6 +127,10 @@ def _start_or_resume(make_evolution, run_dir: Path, progress: bool = True) -> No
     click.echo("")
     click.echo(result.run_dir.joinpath(RunStore.REPORT).read_text())
     click.echo(f"run directory: {result.run_dir}")
+    click.echo(
+        f"plots: {result.run_dir.joinpath(RunStore.REPORT_HTML)} (open it in a browser; "
+        f"`mergekit-evo dashboard {result.run_dir}` serves the same views live)"
+    )
     if result.best is None and result.records:
         first = next(r.error for r in result.records if r.error)
         raise AllFailed(

@@ -226,32 +226,15 @@ class EvolveConfig(_Strict):
     scratch_dir: Path | None = None
     write_best_model: bool = False
 
-    @field_validator("tasks")
+    @field_validator("tasks", "observers", "baselines")
     @classmethod
-    def _unique_task_names(cls, tasks):
-        names = [t.name for t in tasks]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"task names must be unique; repeated: {', '.join(duplicates)}")
-        return tasks
-
-    @field_validator("observers")
-    @classmethod
-    def _unique_observers(cls, observers):
-        names = [o.name for o in observers]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"each observer may be named once; repeated: {', '.join(duplicates)}")
-        return observers
-
-    @field_validator("baselines")
-    @classmethod
-    def _unique_baseline_names(cls, baselines):
-        names = [b.name for b in baselines or []]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"baseline names must be unique; repeated: {', '.join(duplicates)}")
-        return baselines
+    def _named_once(cls, entries, info: ValidationInfo):
+        """Tasks, observers and baselines are referred to by name, so each name may appear once."""
+        names = [e.name for e in entries or []]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{str(info.field_name)[:-1]} names must be unique; repeated: {', '.join(repeated)}")
+        return entries
 
     @field_validator("best_by")
     @classmethod

@@ -854,7 +854,8 @@ class Evolution:
             self.store.read_json(RunStore.AUDIT) if self.audit is not None else None,
         )
         self.store.write_text(RunStore.REPORT, report(result, self.config))
-        self.store.write_text(RunStore.REPORT_HTML, report_html(load_view(self.store.path, self.store.log)))
+        view = load_view(self.store.path, log=lambda _: None)  # what it cannot read, the run has already reported
+        self.store.write_text(RunStore.REPORT_HTML, report_html(view))
         self.notifier.run_end(best)
         return result
 

@@ -44,7 +44,8 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
     """
     from mergekit_evo.runs import RunStore
 
-    shutil.copytree(run_dir, into)
+    results = (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT, RunStore.REPORT_HTML, RunStore.PARETO)
+    shutil.copytree(run_dir, into, ignore=lambda folder, names: [n for n in names if n in results])
     store = RunStore(into)
     records = store.records()
     if not 0 < keep < len(records):
@@ -65,7 +66,5 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
         n = int(checkpoint.stem.split("-")[1])
         if n > last or any(g not in complete for g in range(n)):
             checkpoint.unlink()
-    for result in (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT, RunStore.PARETO):
-        (into / result).unlink(missing_ok=True)
     shutil.rmtree(into / RunStore.PARETO_DIR, ignore_errors=True)
     return into

@@ -46,6 +46,7 @@ BAD = [
     ("unknown mode", lambda d, w: d["tasks"][0].update(mode="chat"), ["tasks.0.mode"]),
     ("negative budget", lambda d, w: d["budget"].update(max_evaluations=-1), ["budget.max_evaluations"]),
     ("duplicate task names", lambda d, w: d["tasks"].append(dict(d["tasks"][0])), ["task names must be unique"]),
+    ("an observer twice", lambda d, w: d.update(observers=["wandb", {"name": "wandb"}]), ["observer names", "wandb"]),
     ("unknown dtype", lambda d, w: d.update(dtype="float33"), ["dtype", "'bfloat16'", "float33"]),
     ("negative seed", lambda d, w: d.update(seed=-1), ["seed", "greater than or equal to 0"]),
     ("seed past numpy's range", lambda d, w: d.update(seed=2**32), ["seed", "less than"]),
@@ -155,16 +156,18 @@ def test_a_malformed_config_is_refused_before_torch_or_mergekit_is_imported(tmp_
 
 
 def test_listing_the_plugins_does_not_import_mergekit():
-    """`mergekit-evo plugins` loads every plugin module; none may pull in mergekit (and peft) just to register."""
+    """`mergekit-evo plugins` loads every plugin module; none may pull in mergekit (and peft), or a tracker or plot
+    library, just to register."""
     import subprocess
     import sys
 
     probe = (
         "import sys\nfrom mergekit_evo.plugins import registry\nreg = registry()\n"
-        "print(sorted(reg.factories['mergers']), 'mergekit' in sys.modules)"
+        "print(sorted(reg.factories['mergers']), sorted(reg.factories['observers']), "
+        "[m for m in ('mergekit', 'wandb', 'mlflow', 'plotly') if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert result.stdout.strip() == "['disk', 'resident'] False", result.stdout + result.stderr
+    assert result.stdout.strip() == "['disk', 'resident'] ['mlflow', 'wandb'] []", result.stdout + result.stderr
 
 
 def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):

@@ -34,6 +34,7 @@ def test_every_public_name_imports_from_the_package_and_the_api_has_a_version():
         ("TaskBackend", ["config"]),
         ("Merger", ["config"]),
         ("Executor", ["options"]),
+        ("Observer", ["options", "run_dir", "config"]),
     ],
 )
 def test_the_base_classes_take_keyword_only_constructor_arguments(kind, required):
@@ -55,7 +56,7 @@ def _core_imports(package: Path) -> list[str]:
 
 
 def test_the_shipped_plugins_import_only_the_public_api():
-    assert len(PLUGIN_PACKAGES) == 5
+    assert len(PLUGIN_PACKAGES) == 7
     for package in PLUGIN_PACKAGES:
         imports = _core_imports(package)
         assert imports, package.name

@@ -395,7 +395,7 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_resume_then_continues_exact
 
 @pytest.mark.skipif(not can_mount(), reason="a full disk is made with a small tmpfs, which needs root and mount rights")
 def test_a_full_disk_while_recording_is_one_line_and_resume_then_continues_exactly(small_run, tmp_path):
-    with small_disk(tmp_path / "disk", "2m") as disk:
+    with small_disk(tmp_path / "disk", "8m") as disk:  # room for the end's report.html (plotly.js inlined: 5 MB)
         copy = interrupted_copy(small_run.run_dir, disk / "killed", keep=2)
         filler = fill_disk(disk)
         result = cli("resume", str(copy), "--no-progress")

@@ -18,8 +18,6 @@ import re
 import time
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus
-from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, Field
 
 from mergekit_evo import CandidateRecord, Observer
@@ -49,6 +47,11 @@ class MlflowObserver(Observer):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        # here, not at the top: every installed plugin module is imported whenever plugins are listed
+        from mlflow.entities import Metric, Param, RunStatus
+        from mlflow.tracking import MlflowClient
+
+        self.Metric, self.RunStatus = Metric, RunStatus
         o = self.options
         uri = o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         self.client = MlflowClient(tracking_uri=uri)
@@ -82,7 +85,7 @@ class MlflowObserver(Observer):
         now = int(time.time() * 1000)
         self.client.log_batch(
             self.run_id,
-            metrics=[Metric(metric_name(f"{prefix}/{k}"), float(v), now, step) for k, v in metrics.items()],
+            metrics=[self.Metric(metric_name(f"{prefix}/{k}"), float(v), now, step) for k, v in metrics.items()],
         )
 
     def on_candidate_scored(self, record: CandidateRecord) -> None:
@@ -105,5 +108,5 @@ class MlflowObserver(Observer):
             self.client.log_artifact(self.run_id, str(path))
 
     def close(self, finished: bool) -> None:
-        status = RunStatus.FINISHED if finished else RunStatus.KILLED
-        self.client.set_terminated(self.run_id, status=RunStatus.to_string(status))
+        status = self.RunStatus.FINISHED if finished else self.RunStatus.KILLED
+        self.client.set_terminated(self.run_id, status=self.RunStatus.to_string(status))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-import wandb
 from pydantic import BaseModel, Field
 
 from mergekit_evo import CandidateRecord, Observer
@@ -46,6 +45,9 @@ class WandbObserver(Observer):
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
+        import wandb  # here, not at the top: every installed plugin module is imported whenever plugins are listed
+
+        self.wandb = wandb
         o = self.options
         self.run = wandb.init(
             project=o.project,
@@ -80,7 +82,7 @@ class WandbObserver(Observer):
     def on_run_end(self, best: CandidateRecord | None) -> None:
         if best is not None:
             self.run.summary.update({"best/index": best.index, "best/fitness": best.fitness, **self.heldout()})
-        artifact = wandb.Artifact(_artifact_name(f"{self.run_dir.name}-result"), type="mergekit-evo-result")
+        artifact = self.wandb.Artifact(_artifact_name(f"{self.run_dir.name}-result"), type="mergekit-evo-result")
         for path in self.result_files():
             artifact.add_file(str(path))
         self.run.log_artifact(artifact)
