@@ -197,14 +197,16 @@ def genome(view: RunView) -> go.Figure | None:
 
 
 def trajectories(view: RunView) -> go.Figure | None:
-    """Each gene's value over the run, one panel per parameter: where the search went, and what it settled on."""
+    """Each gene's mean over each generation's scored candidates, one panel per parameter: where the search went
+    and what it settled on (single candidates would draw a thicket for a per-layer genome)."""
     ok = view.ok
     if not ok or not ok[0].genes:
         return None
-    order = {r.index: n for n, r in enumerate(view.records)}
     names = list(ok[0].genes)
     layout = _layout_of(view, names) or [("gene", name, "") for name in names]
     parameters = list(dict.fromkeys(p for p, _, _ in layout))
+    generations = sorted({r.generation for r in ok})
+    members = {g: [r for r in ok if r.generation == g] for g in generations}
     fig = make_subplots(rows=len(parameters), cols=1, subplot_titles=parameters, shared_xaxes=True)
     for row, parameter in enumerate(parameters, start=1):
         for name, (p, group, model) in zip(names, layout):
@@ -213,19 +215,19 @@ def trajectories(view: RunView) -> go.Figure | None:
             label = " ".join(x for x in (group, model) if x) or name
             fig.add_trace(
                 go.Scatter(
-                    x=[order[r.index] for r in ok],
-                    y=[r.genes.get(name) for r in ok],
+                    x=generations,
+                    y=[float(np.mean([r.genes[name] for r in members[g]])) for g in generations],
                     mode="lines+markers",
-                    marker=dict(size=3),
-                    line=dict(width=1),
+                    marker=dict(size=4),
+                    line=dict(width=1.5),
                     name=f"{parameter}: {label}",
-                    hovertemplate=f"{name}<br>evaluation %{{x}}: %{{y:.4f}}<extra></extra>",
+                    hovertemplate=f"{name}<br>generation %{{x}}: mean %{{y:.4f}}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
-    fig.update_layout(title="Gene values over the run", height=280 + 220 * len(parameters), **LAYOUT)
-    fig.update_xaxes(title_text="evaluation", row=len(parameters), col=1)
+    fig.update_layout(title="Each gene's mean over a generation", height=280 + 220 * len(parameters), **LAYOUT)
+    fig.update_xaxes(title_text="generation", row=len(parameters), col=1)
     return fig
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import plotly.offline
 import pytest
 
@@ -25,7 +26,7 @@ from mergekit_evo.config import parse_config
 from mergekit_evo.dashboard import Dashboard, make_server
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
-from mergekit_evo.figures import estimator_points, fitness, genome, pareto, task_scores
+from mergekit_evo.figures import estimator_points, fitness, genome, pareto, task_scores, trajectories
 from mergekit_evo.plugins import get_plugin_manager
 from mergekit_evo.run_view import load_view
 from mergekit_evo.runs import RunStore
@@ -135,6 +136,10 @@ def test_the_figures_show_what_the_run_directory_holds(run):
     assert list(heat.x) == ["math_a", "lang_b"] and list(heat.y) == ["layers[0:4]", "layers[4:8]"]
     assert heat.z[0][0] == chosen.genes["layers[0:4].math_a.weight"]
     assert heat.z[1][1] == chosen.genes["layers[4:8].lang_b.weight"]
+    gene = next(t for t in trajectories(view).data if t.name == "weight: layers[4:8] lang_b")
+    assert list(gene.x) == [0, 1] and gene.y[1] == pytest.approx(
+        np.mean([r.genes["layers[4:8].lang_b.weight"] for r in records if r.generation == 1])
+    )
     front = [json.loads(line)["index"] for line in (run_dir / "pareto.jsonl").read_text().splitlines()]
     assert sorted(t[1:] for t in pareto(view).data[1].text) == sorted(str(i) for i in front)
     held = json.loads((run_dir / "best_heldout.json").read_text())
