@@ -30,6 +30,9 @@ class MlflowOptions(BaseModel, extra="forbid"):
         None, description="default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working folder"
     )
     experiment: str = Field("mergekit-evo", description="the MLflow experiment, created when missing")
+    artifact_location: str | None = Field(
+        None, description="where an experiment created here keeps its artifacts; default: MLflow's (./mlruns)"
+    )
     run_name: str | None = Field(None, description="default: the run directory's name")
     tags: dict[str, str] = Field(default_factory=dict)
     log_genes: bool = Field(True, description="log every gene of every candidate")
@@ -56,7 +59,10 @@ class MlflowObserver(Observer):
         uri = o.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
         self.client = MlflowClient(tracking_uri=uri)
         experiment = self.client.get_experiment_by_name(o.experiment)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(o.experiment)
+        if experiment is None:
+            experiment_id = self.client.create_experiment(o.experiment, artifact_location=o.artifact_location)
+        else:
+            experiment_id = experiment.experiment_id
         found = self.client.search_runs([experiment_id], filter_string=f"tags.`{TAG}` = '{self.tracking_id}'")
         if found:  # a resumed run goes on in the MLflow run it started
             self.run_id = found[0].info.run_id

@@ -22,7 +22,8 @@ def logged(tiny_world, tmp_path_factory):
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     data = two_skill_config(tiny_world, 6, population=3)
     data["baselines"] = []
-    data["observers"] = [{"name": "mlflow", "options": {"tracking_uri": uri, "experiment": "tests"}}]
+    options = {"tracking_uri": uri, "experiment": "tests", "artifact_location": str(folder / "artifacts")}
+    data["observers"] = [{"name": "mlflow", "options": options}]
     config = parse_config(data, tiny_world)
     lines: list[str] = []
     Evolution.start(config, folder / "run", log=lines.append).run(progress=False)
@@ -52,6 +53,7 @@ def test_the_end_logs_the_chosen_merge_and_the_results_and_finishes_the_run(logg
     assert run.data.metrics["best.index"] == chosen["index"]
     assert run.data.metrics["heldout.facts_b"] == pytest.approx(chosen["heldout"]["facts_b"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"best.yaml", "report.md", "report.html"}
+    assert list((folder / "artifacts").rglob("report.html"))  # in the experiment's artifact location
     assert run.info.status == "FINISHED"
 
 
