@@ -59,7 +59,7 @@ class Dashboard:
 
     def runs(self) -> dict[str, Path]:
         if self.single:
-            return {self.root.name: self.root}
+            return {self.root.resolve().name: self.root}
         return {p.name: p for p in sorted(self.root.iterdir()) if p.is_dir() and is_run(p)}
 
     def plotly_js(self) -> bytes:
@@ -70,18 +70,21 @@ class Dashboard:
     def run_state(self, name: str) -> tuple[str, bytes]:
         """The run's state as JSON, and its version; built again only when the run's files have changed."""
         path = self.runs()[name]
-        now = version(path)
         with self._lock:
             cached = self._states.get(name)
-            if cached is None or cached[0] != now:
-                cached = (now, to_json(state(load_view(path, log=lambda _: None))).encode())
+            if cached is None or cached[0] != version(path):
+                view = load_view(path, log=lambda _: None)
+                cached = (view.version, to_json(state(view)).encode())
                 self._states[name] = cached
             return cached
+
+    def index_version(self) -> str:
+        return "|".join(f"{name}:{version(path)}" for name, path in self.runs().items())
 
     def index_state(self) -> tuple[str, bytes]:
         """The folder's page: a table of its runs and their best-so-far curves on one plot."""
         runs = self.runs()
-        now = "|".join(f"{name}:{version(path)}" for name, path in runs.items())
+        now = self.index_version()
         views: dict[str, RunView | str] = {}
         for name, path in runs.items():
             try:
@@ -146,6 +149,8 @@ class Dashboard:
                 return 200, TYPES[".html"], self.run_page(next(iter(runs)))
             return 200, TYPES[".html"], self.page_for("/state", "mergekit-evo runs")
         if path == "/state" and not self.single:
+            if since and since == self.index_version():
+                return 204, "application/json", b""  # nothing changed: no run is read again
             return self._state(self.index_state(), since)
         match = re.fullmatch(r"/run/([^/]+)/(.*)", path)
         if match is None or match.group(1) not in runs:

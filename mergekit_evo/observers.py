@@ -47,7 +47,8 @@ class Observer:
         self.options: Any = parse_plugin_options(self.Options, options, "observers.options")
         self.run_dir = Path(run_dir)
         self.config = config
-        ok = [r.fitness for r in RunStore(self.run_dir).records() if r.ok and r.fitness is not None]
+        records = RunStore(self.run_dir, log=lambda _: None).records()  # the run reports what it cannot read
+        ok = [r.fitness for r in records if r.ok and r.fitness is not None]
         self.best_so_far: float | None = max(ok) if ok else None  # a resumed run goes on from its records
 
     # ------------------------------------------------------------------ what a tracker logs, in flat form
@@ -101,7 +102,7 @@ class Observer:
 
     def heldout(self) -> dict[str, float]:
         """The chosen merge's held-out score per task (`heldout/NAME`), once the run has ended; empty before."""
-        saved = RunStore(self.run_dir).read_json(RunStore.BEST_HELDOUT) or {}
+        saved = RunStore(self.run_dir, log=lambda _: None).read_json(RunStore.BEST_HELDOUT) or {}
         return {f"heldout/{task}": float(v) for task, v in (saved.get("heldout") or {}).items()}
 
     @classmethod
@@ -126,8 +127,6 @@ class Observer:
 class Notifier:
     """The run's observers and hook implementations, each called on its own so one that raises cannot stop the
     others or the run. The first error of each is logged in one line; the count of further ones at `close`."""
-
-    HOOKS = ("on_candidate_scored", "on_generation_end", "on_run_end")
 
     def __init__(self, pm: PluginManager, run_dir: Path, log: Callable[[str], None]):
         self.pm = pm

@@ -16,7 +16,7 @@ import plotly.offline
 
 from mergekit_evo.figures import FIGURES
 from mergekit_evo.merging import reproduce_command
-from mergekit_evo.run_view import RunView, version
+from mergekit_evo.run_view import RunView
 from mergekit_evo.runs import RunStore
 
 TITLES = {
@@ -81,7 +81,7 @@ def state(view: RunView) -> dict[str, Any]:
                 f"<pre>{html.escape(view.report_md)}</pre></details>",
             }
         )
-    return {"version": version(view.path), "summary": summary(view), "views": views}
+    return {"version": view.version, "summary": summary(view), "views": views}
 
 
 def to_json(data: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.pareto import pareto_front
 from mergekit_evo.ranking import best_record
+from mergekit_evo.runlock import RunLock
 from mergekit_evo.runs import CandidateRecord, RunStore
 
 # the files whose change a live view shows: their sizes and times make the view's version
@@ -57,6 +58,7 @@ class RunView:
         return [r for r in self.records if r.ok and r.fitness is not None]
 
     ended: bool = False  # report.md is newer than the last record: the run reached its end (and was not extended)
+    version: str = ""  # the run's `version` taken before its files were read: a change after that shows as new
 
     @property
     def running(self) -> bool:
@@ -92,8 +94,9 @@ class RunView:
 
 
 def version(path: Path) -> str:
-    """A token that changes when any file a view shows changes: what a live page polls for."""
-    parts = []
+    """A token that changes when any file a view shows changes, or the process writing the run comes or goes: what
+    a live page polls for."""
+    parts = [RunLock(path, RunStore.LOCK).holder() or "-"]
     for name in WATCHED:
         try:
             stat = os.stat(path / name)
@@ -115,6 +118,7 @@ def _estimator_state(store: RunStore) -> Any:
 
 def load_view(path: Path, log: Callable[[str], None] | None = None) -> RunView:
     """A snapshot of the run in `path`; raises `UserError` when it is not a run directory."""
+    before = version(Path(path))
     store, config = RunStore.open(Path(path), log)
     read = store.read_records()
     report = store.file(RunStore.REPORT)
@@ -134,6 +138,7 @@ def load_view(path: Path, log: Callable[[str], None] | None = None) -> RunView:
         estimator_state=_estimator_state(store) if config.estimator.name != "full" else None,
         report_md=report.read_text() if report.is_file() else None,
         ended=report.is_file() and _mtime(report) >= _mtime(store.candidates_path),
+        version=before,
     )
 
 

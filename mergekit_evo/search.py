@@ -506,9 +506,9 @@ class Evolution:
 
     def _run(self, progress: bool) -> RunResult:
         self.log(self.merger.describe())
-        self.notifier = Notifier.build(self.config, self.reg, self.pm, self.store.path, self.log)
         executor = self.executor_cls(options=self.config.executor.options)
         self.log(executor.describe())
+        self.notifier = Notifier.build(self.config, self.reg, self.pm, self.store.path, self.log)
         finished = False
         try:
             # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that

@@ -222,6 +222,7 @@ def test_the_dashboard_serves_only_the_runs_own_files_and_answers_unchanged_poll
     index = json.loads(board.route("/state")[2])
     assert '<a href="run/a/">a</a>' in index["summary"] and '<a href="run/b/">b</a>' in index["summary"]
     assert len(index["views"][0]["figure"]["data"]) == 2  # both runs' curves side by side
+    assert board.route(f"/state?since={index['version']}")[0] == 204
     with pytest.raises(UserError, match="neither a run directory nor a folder of runs"):
         Dashboard(runs / "not-a-run")
     server = make_server(board, "127.0.0.1", 0)
