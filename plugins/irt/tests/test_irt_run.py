@@ -120,3 +120,19 @@ def test_an_audited_irt_run_refits_on_drift_keeps_its_anchors_and_a_resume_refit
         (r.fitness, r.tasks, r.audit) for r in original.records
     ]
     assert resumed.audit == original.audit
+
+
+def test_the_report_plots_the_fitted_estimator_on_its_calibration_merges(runs):
+    """report.html's estimator view: each calibration merge's estimate from its anchors against its full score."""
+    from mergekit_evo.figures import estimator_points
+    from mergekit_evo.run_view import load_view
+
+    run = runs["gmp-irt"]
+    points = estimator_points(load_view(run.run_dir))["calibration merges (fit on them)"]
+    merges = [json.loads(line) for line in (run.run_dir / "responses.jsonl").read_text().splitlines()]
+    full = [
+        float(np.mean(m["tasks"][t])) for m in merges if m["key"].startswith("merge:") for t in ("math_a", "facts_b")
+    ]
+    assert sorted(p[1] for p in points) == pytest.approx(sorted(full)) and len(points) == 8 * 2
+    errors = [abs(estimate - score) for estimate, score, _ in points]
+    assert 0 < max(errors) and np.mean(errors) < 0.1  # estimated from 20 anchors, not read off the full score
