@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from mergekit_evo.errors import UserError
-from mergekit_evo.figures import LAYOUT
+from mergekit_evo.figures import LAYOUT, best_so_far
 from mergekit_evo.report_html import page, state, to_json
 from mergekit_evo.run_view import RunView, load_view, version
 from mergekit_evo.runs import RunStore
@@ -104,12 +104,7 @@ class Dashboard:
                 f"<td>{'-' if best is None else f'{best.fitness:.4f}'}</td>"
                 f"<td>{html.escape(view.config.optimizer.name)} / {html.escape(view.config.estimator.name)}</td></tr>"
             )
-            running, best_so_far = [], float("-inf")
-            for r in view.records:
-                if r.ok and r.fitness is not None:
-                    best_so_far = max(best_so_far, r.fitness)
-                running.append(best_so_far if best_so_far > float("-inf") else None)
-            figure.add_trace(go.Scatter(y=running, mode="lines", name=name))
+            figure.add_trace(go.Scatter(y=best_so_far(view), mode="lines", name=name))
         figure.update_layout(
             title="Best fitness so far, every run", xaxis_title="evaluation", yaxis_title="weighted fitness", **LAYOUT
         )

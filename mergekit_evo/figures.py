@@ -28,6 +28,16 @@ def _others(view: RunView) -> dict[str, dict]:
     return out
 
 
+def best_so_far(view: RunView) -> list[float | None]:
+    """The best fitness recorded up to each candidate, in recorded order (None before the first scored one)."""
+    best, running = -math.inf, []
+    for r in view.records:
+        if r.ok and r.fitness is not None:
+            best = max(best, r.fitness)
+        running.append(best if best > -math.inf else None)
+    return running
+
+
 def fitness(view: RunView) -> go.Figure | None:
     """Every candidate's fitness in the order it was recorded, the best so far, failures, parents and baselines."""
     if not view.records:
@@ -52,11 +62,7 @@ def fitness(view: RunView) -> go.Figure | None:
             hovertemplate="%{text}<br>fitness %{y:.4f}<extra></extra>",
         )
     )
-    best, running = -math.inf, []
-    for r in view.records:
-        if r.ok and r.fitness is not None:
-            best = max(best, r.fitness)
-        running.append(best if best > -math.inf else None)
+    running = best_so_far(view)
     fig.add_trace(
         go.Scatter(
             x=list(range(len(running))), y=running, mode="lines", name="best so far", line=dict(color="black", width=2)
