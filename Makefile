@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The plugin distributions shipped in this repository; each is a package of its own, installed beside the core.
-PLUGINS := plugins/cma plugins/pymoo plugins/irt plugins/lm-eval plugins/ray plugins/wandb plugins/mlflow
+PLUGINS := plugins/cma plugins/pymoo plugins/irt plugins/lm-eval plugins/ray plugins/wandb plugins/mlflow plugins/m2n2
 
 .PHONY: install test lint demo bench clean
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from mergekit_evo.config import EvolveConfig, method_spec
+from mergekit_evo.config import EvolveConfig, method_spec, takes_base
+from mergekit_evo.dataflow import DataFlowSpace, load_recipe
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace
 
@@ -24,11 +25,13 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
     spec = method_spec(method)
     if spec.contract.base.value == "required" and not config.base_model:
         return None
+    if spec.contract.max_inputs and len(config.models) > spec.contract.max_inputs:
+        return None  # passthrough: one model per slice
     per_model: dict[str, object] = {}
     shared: dict[str, object] = {}
     for p in spec.parameters:
         target = per_model if p.scope.value in ("input", "non_base") else shared
-        if p.name in fixed and method == config.merge_method:
+        if p.name in fixed and method in config.methods():
             target[p.name] = fixed[p.name]
         elif p.name == "weight":
             target[p.name] = 1.0  # linear normalises by default: equal weights
@@ -42,9 +45,7 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
         "merge_method": method,
         "models": [{"model": ref, **({"parameters": dict(per_model)} if per_model else {})} for ref in config.models],
     }
-    # a base is given where the method builds on one (task vectors); linear and its kin average the models alone
-    takes_base = spec.contract.base.value == "required" or any(p.scope.value == "non_base" for p in spec.parameters)
-    if config.base_model and takes_base:
+    if config.base_model and takes_base(spec):
         data["base_model"] = config.base_model
     if shared:
         data["parameters"] = shared
@@ -53,10 +54,13 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
     return data
 
 
-def default_baselines(config: EvolveConfig, genome: GenomeSpace) -> dict[str, dict]:
+def default_baselines(config: EvolveConfig, genome: GenomeSpace | DataFlowSpace) -> dict[str, dict]:
     """name -> mergekit recipe: the start point, then the plain recipes described in the module docstring."""
     out = {"start point": genome.to_dict(genome.initial_point())}
-    methods = [config.merge_method, "linear"] + (["task_arithmetic"] if config.base_model else [])
+    dfs = config.genome.dfs
+    for i, source in enumerate(dfs.merged_sources if dfs else []):  # PS+DFS: the parameter-space merge alone
+        out[f"{source.name} (merged source)"] = load_recipe(source.recipe, f"genome.dfs.merged_sources[{i}].recipe")
+    methods = [*config.methods(), "linear"] + (["task_arithmetic"] if config.base_model else [])
     for method in dict.fromkeys(methods):
         recipe = plain_recipe(config, method, genome.fixed)
         if recipe is None:
@@ -68,7 +72,7 @@ def default_baselines(config: EvolveConfig, genome: GenomeSpace) -> dict[str, di
     return out
 
 
-def configured_baselines(config: EvolveConfig, genome: GenomeSpace) -> dict[str, dict]:
+def configured_baselines(config: EvolveConfig, genome: GenomeSpace | DataFlowSpace) -> dict[str, dict]:
     """The run's baselines as name -> recipe, each checked by mergekit's own config model."""
     from mergekit.config import MergeConfiguration
     from pydantic import ValidationError

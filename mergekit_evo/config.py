@@ -48,23 +48,78 @@ class Bounds(_Strict):
         return self
 
 
+class MergedSource(_Strict):
+    """A parameter-space merge used as a data-flow source (PS+DFS): merged once with mergekit into the run folder."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="its folder under RUN_DIR/sources/")
+    recipe: dict[str, Any] | Path = Field(description="a mergekit recipe, inline or the path of its YAML")
+
+
+class DataFlowConfig(_Strict):
+    """`genome.dfs`: Sakana's data-flow search. The genome chooses a path of layers through the sources: the sequence
+    is every source's layers in order, repeated `repeats` times, and one gene per position says whether that layer
+    is on the path. It is emitted as a mergekit `passthrough` recipe with `slices`."""
+
+    repeats: int = Field(2, ge=1, description="T: how often the sources' layers are repeated in the sequence")
+    max_layers: int | None = Field(
+        None, ge=1, description="the most layers the evolved model may have; default: the largest source's count"
+    )
+    scale: bool = Field(
+        False,
+        description="a gene per position scaling what the first layer after a switch of model adds to the residual "
+        "stream (its o_proj and down_proj, through passthrough's `scale`)",
+    )
+    merged_sources: list[MergedSource] = Field(
+        default_factory=list, description="parameter-space merges to use as sources too (PS+DFS), before the models"
+    )
+
+    @field_validator("merged_sources")
+    @classmethod
+    def _sources_once(cls, v: list[MergedSource]) -> list[MergedSource]:
+        names = [m.name for m in v]
+        if len(set(names)) != len(names):
+            raise ValueError("each merged source's name may appear once")
+        return v
+
+
 class GenomeConfig(_Strict):
     """Which mergekit parameters are evolved and at what granularity.
 
     `parameters` maps a mergekit parameter name to `{min, max}` (evolved) or to a plain value (fixed).
     `layer_groups: 1` gives one value per model; `k > 1` gives k values per model, emitted as a mergekit
     gradient list (mergekit interpolates between them across the layers); `per_layer` gives one per layer.
+    `filters` gives each group of tensors (names containing the substring) its own genes, plus one set for the rest.
+    `smooth: false` holds each group's value over its own block of layers instead of interpolating.
     """
 
     parameters: dict[str, Bounds | float | int | bool | str] = Field(default_factory=dict)
     layer_groups: int | Literal["per_layer"] = 1
+    filters: list[str] = Field(
+        default_factory=list,
+        description="tensor-name substrings (self_attn, mlp) whose tensors get their own genes; the rest share one set",
+    )
+    smooth: bool = Field(
+        True,
+        description="true: the layer groups' values are a mergekit gradient (interpolated across the layers); "
+        "false: each group's value holds over its own block of layers",
+    )
     initial: Path | None = Field(None, description="a mergekit YAML whose values are the search's starting point")
+    dfs: DataFlowConfig | None = Field(None, description="data-flow search (merge_method: passthrough)")
 
     @field_validator("layer_groups")
     @classmethod
     def _positive(cls, v):
         if isinstance(v, int) and v < 1:
             raise ValueError("must be 1 or more (or 'per_layer')")
+        return v
+
+    @field_validator("filters")
+    @classmethod
+    def _distinct_filters(cls, v: list[str]) -> list[str]:
+        if any(not f.strip() for f in v):
+            raise ValueError("a filter is a non-empty part of a tensor name, e.g. self_attn or mlp")
+        if len(set(v)) != len(v):
+            raise ValueError("each filter may appear once")
         return v
 
 
@@ -196,7 +251,9 @@ def best_by_rules(tasks: list[TaskConfig]) -> list[str]:
 class EvolveConfig(_Strict):
     models: list[str] = Field(min_length=1)
     base_model: str | None = None
-    merge_method: str
+    merge_method: str | list[str] = Field(
+        description="a mergekit method, or a list of them to search over as a gene (see methods())"
+    )
     dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = "float32"
     genome: GenomeConfig = Field(default_factory=GenomeConfig)
     tasks: list[TaskConfig] = Field(min_length=1)
@@ -235,6 +292,22 @@ class EvolveConfig(_Strict):
         if repeated:
             raise ValueError(f"{str(info.field_name)[:-1]} names must be unique; repeated: {', '.join(repeated)}")
         return entries
+
+    @field_validator("merge_method")
+    @classmethod
+    def _methods_once(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("give a method, or a list of two or more to search over")
+            if len(set(v)) != len(v):
+                raise ValueError("each method may appear once")
+            if len(v) == 1:
+                return v[0]
+        return v
+
+    def methods(self) -> list[str]:
+        """The merge methods searched over: one, or several when the method is itself a gene."""
+        return [self.merge_method] if isinstance(self.merge_method, str) else list(self.merge_method)
 
     @field_validator("best_by")
     @classmethod
@@ -327,6 +400,12 @@ def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
         ]
     )
     genome = config.genome.model_copy(update={"initial": resolve(config.genome.initial)})
+    if genome.dfs is not None:
+        sources = [
+            m.model_copy(update={"recipe": resolve(m.recipe)}) if isinstance(m.recipe, Path) else m
+            for m in genome.dfs.merged_sources
+        ]
+        genome = genome.model_copy(update={"dfs": genome.dfs.model_copy(update={"merged_sources": sources})})
     return config.model_copy(
         update={
             "models": [resolve_model(m) for m in config.models],
@@ -408,32 +487,60 @@ def method_spec(name: str):
     return merge_methods.get(name).spec
 
 
+def takes_base(spec) -> bool:
+    """Whether a method builds on a base model (task vectors); linear and its kin average the models alone."""
+    return spec.contract.base.value == "required" or any(p.scope.value == "non_base" for p in spec.parameters)
+
+
 def check_method(config: EvolveConfig) -> None:
     from mergekit import merge_methods
 
     known = [m.spec.name for m in merge_methods.registered_methods()]
-    if config.merge_method not in known:
+    methods = config.methods()
+    for method in methods:
+        if method not in known:
+            raise UserError(f"merge_method: mergekit has no method {method!r}; {close_matches(method, known)}")
+    if config.genome.dfs is not None:
+        check_data_flow(config)
+        return
+    if "passthrough" in methods:
         raise UserError(
-            f"merge_method: mergekit has no method {config.merge_method!r}; {close_matches(config.merge_method, known)}"
+            "merge_method: passthrough stacks layers; evolve its path with `genome.dfs: {}` (data-flow search)"
         )
-    spec = method_spec(config.merge_method)
-    accepted = [p.name for p in spec.parameters]
+    specs = {m: method_spec(m) for m in methods}
+    accepted = list(dict.fromkeys(p.name for spec in specs.values() for p in spec.parameters))
+    which = methods[0] if len(methods) == 1 else "none of " + ", ".join(methods)
     for name in config.genome.parameters:
         if name not in accepted:
             raise UserError(
-                f"genome.parameters.{name}: {config.merge_method} takes no parameter {name!r}; "
-                f"{close_matches(name, accepted)}"
+                f"genome.parameters.{name}: {which} takes no parameter {name!r}; {close_matches(name, accepted)}"
             )
-    required = [p.name for p in spec.parameters if p.required and p.name not in config.genome.parameters]
-    if required:
+    for method, spec in specs.items():
+        required = [p.name for p in spec.parameters if p.required and p.name not in config.genome.parameters]
+        if required:
+            raise UserError(
+                f"genome.parameters: {method} needs {', '.join(required)}; "
+                f"add e.g. `{required[0]}: {{min: 0.0, max: 1.0}}`"
+            )
+        if spec.contract.base.value == "required" and not config.base_model:
+            raise UserError(f"base_model: {method} needs a base model; add `base_model: PATH`")
+        n_inputs = len(set(config.models) | ({config.base_model} if config.base_model else set()))
+        contract = spec.contract
+        if n_inputs < contract.min_inputs or (contract.max_inputs and n_inputs > contract.max_inputs):
+            allowed = f"{contract.min_inputs}" + (f" to {contract.max_inputs}" if contract.max_inputs else " or more")
+            raise UserError(f"models: {method} takes {allowed} input models (base included), got {n_inputs}")
+
+
+def check_data_flow(config: EvolveConfig) -> None:
+    """A data-flow genome stacks whole layers: passthrough is its method, and it evolves no mergekit parameter."""
+    if config.methods() != ["passthrough"]:
         raise UserError(
-            f"genome.parameters: {config.merge_method} needs {', '.join(required)}; "
-            f"add e.g. `{required[0]}: {{min: 0.0, max: 1.0}}`"
+            "merge_method: a data-flow genome (genome.dfs) is emitted as `passthrough`; set merge_method: passthrough"
         )
-    if spec.contract.base.value == "required" and not config.base_model:
-        raise UserError(f"base_model: {config.merge_method} needs a base model; add `base_model: PATH`")
-    n_inputs = len(set(config.models) | ({config.base_model} if config.base_model else set()))
-    contract = spec.contract
-    if n_inputs < contract.min_inputs or (contract.max_inputs and n_inputs > contract.max_inputs):
-        allowed = f"{contract.min_inputs}" + (f" to {contract.max_inputs}" if contract.max_inputs else " or more")
-        raise UserError(f"models: {config.merge_method} takes {allowed} input models (base included), got {n_inputs}")
+    evolved = [name for name, v in config.genome.parameters.items() if isinstance(v, Bounds)]
+    if evolved or config.genome.filters or config.genome.initial:
+        what = "parameters" if evolved else "filters" if config.genome.filters else "initial"
+        raise UserError(
+            f"genome.{what}: a data-flow genome evolves the path of layers only; remove it, or merge the parameters "
+            "first and give that recipe as a source (genome.dfs.merged_sources)"
+        )

@@ -23,9 +23,8 @@ _DENSITY_METHODS = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcru
 def from_mergekit_evolve(data: dict) -> dict:
     """Translate mergekit-evolve's config (`genome:` with models, `tasks:` with lm-eval tasks) to ours."""
     genome = data["genome"]
-    for key in ("filters", "smooth", "tokenizer_source"):
-        if genome.get(key):
-            raise UserError(f"genome.{key}: mergekit-evolve's {key} is not translated yet; remove it from the config")
+    if genome.get("tokenizer_source"):
+        raise UserError("genome.tokenizer_source: mergekit-evolve's tokenizer_source is not translated yet; remove it")
     if data.get("random_init"):
         raise UserError("random_init: not supported; remove it (the search starts from equal weights, as by default)")
     allow_negative = bool(genome.get("allow_negative_weights", False))
@@ -35,19 +34,46 @@ def from_mergekit_evolve(data: dict) -> dict:
         parameters["density"] = {"min": 0.0, "max": 1.0}
     if "normalize" in genome:
         parameters["normalize"] = bool(genome["normalize"])
-    granularity = genome.get("layer_granularity", 0)
     shared = {k: data[k] for k in ("limit", "num_fewshot", "apply_chat_template") if data.get(k) is not None}
     result = {
         "models": list(genome["models"]),
         "base_model": genome.get("base_model"),
         "merge_method": method,
-        "genome": {"parameters": parameters, "layer_groups": "per_layer" if granularity else 1},
+        "genome": {
+            "parameters": parameters,
+            "layer_groups": _layer_groups(genome),
+            # mergekit-evolve's default is a value per block of layers; ours interpolates unless told not to
+            "smooth": bool(genome.get("smooth", False)),
+            "filters": list(genome.get("filters") or []),
+        },
         "tasks": [_task(t, shared) for t in data.get("tasks", [])],
     }
     for key in ("seed", "run_dir"):
         if key in data:
             result[key] = data[key]
     return result
+
+
+def _layer_groups(genome: dict) -> int | str:
+    """mergekit-evolve's `layer_granularity` (layers per group; 0: one group) as our count of layer groups."""
+    granularity = int(genome.get("layer_granularity") or 0)
+    if granularity <= 0:
+        return 1
+    if granularity == 1:
+        return "per_layer"
+    from mergekit_evo.genome import num_layers
+
+    layers = num_layers(str(genome["models"][0]))
+    if layers is None:
+        raise UserError(
+            f"genome.layer_granularity: {granularity} needs the layer count, and {genome['models'][0]} has no local "
+            "config.json; use a local model folder, or layer_granularity 1"
+        )
+    if layers % granularity:
+        raise UserError(
+            f"genome.layer_granularity: {granularity} does not divide the model's {layers} layers; use a divisor"
+        )
+    return layers // granularity
 
 
 def _task(task: str | dict, shared: dict[str, Any]) -> dict:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mergekit_evo.errors import UserError
-from mergekit_evo.genome import GenomeSpace, model_label
+from mergekit_evo.genome import genome_space, model_label
 from mergekit_evo.run_view import RunView
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
@@ -158,14 +158,24 @@ def task_scores(view: RunView) -> go.Figure | None:
 def _layout_of(view: RunView, genes: list[str]) -> list[tuple[str, str, str]] | None:
     """(parameter, layer group, model) for each gene name, from the genome the config describes; None when the
     names cannot be matched (the models' config.json is not on this machine)."""
-    try:
-        space = GenomeSpace(view.config)
-    except (UserError, OSError):
-        return None
-    if space.names != genes:
+    for relaxed in (False, True):  # a method gene's encoding follows the optimizer; the names tell which it was
+        try:
+            space = genome_space(view.config, relax_choices=relaxed)
+        except (UserError, OSError):
+            return None
+        if space.names == genes:
+            break
+    else:
         return None
     groups = [n.rstrip(".") or "all layers" for n in space.group_prefixes]
-    return [(g.parameter, groups[g.group], "shared" if g.model is None else space.labels[g.model]) for g in space.genes]
+    return [
+        (
+            g.parameter if g.tensor_filter is None else f"{g.parameter} [{g.tensor_filter}]",
+            groups[g.group],
+            "shared" if g.model is None else space.labels[g.model],
+        )
+        for g in space.genes
+    ]
 
 
 def genome(view: RunView) -> go.Figure | None:

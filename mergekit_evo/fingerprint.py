@@ -37,6 +37,10 @@ MAY_CHANGE = {
 }
 
 
+# genome keys added since runs were first fingerprinted: left out while they hold their default, so those runs resume
+GENOME_DEFAULTS: dict[str, Any] = {"filters": [], "smooth": True, "dfs": None}
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -94,6 +98,8 @@ def run_fingerprint(config: EvolveConfig, task_hashes: Mapping[str, Mapping[str,
                 entries[f"task {task['name']}"] = task
         elif key == "providers" and not value:
             continue  # keys added since a run started must not refuse its resume while they hold their default
+        elif key == "genome":
+            entries[key] = {k: v for k, v in value.items() if k not in GENOME_DEFAULTS or v != GENOME_DEFAULTS[k]}
         elif key == "estimator" and value.get("audit") is None:
             entries[key] = {k: v for k, v in value.items() if k != "audit"}  # likewise
         else:

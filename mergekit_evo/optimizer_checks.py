@@ -10,25 +10,40 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mergekit_evo.optimizers import Optimizer
+from mergekit_evo.optimizers import Optimizer, tell
 
 
-def maximize(optimizer: Optimizer, objective: Callable[[np.ndarray], np.ndarray], evaluations: int) -> list[float]:
+def maximize(
+    optimizer: Optimizer,
+    objective: Callable[[np.ndarray], np.ndarray],
+    evaluations: int,
+    items: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> list[float]:
     """Drive an optimizer on a plain function of the unit cube, as a run would: for tests and benchmarks of plugins.
 
-    `objective` maps one point to its objective vector (NaN for a failure). Returns the best first objective after
-    each evaluation, so two optimizers can be compared at the same budget.
+    `objective` maps one point to its objective vector (NaN for a failure); `items`, one point to its per-item
+    scores, told to optimizers that want them (`wants_item_scores`). Returns the best first objective after each
+    evaluation, so two optimizers can be compared at the same budget.
     """
     trace: list[float] = []
     best = -np.inf
     while len(trace) < evaluations:
         xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
         fitness = np.array([np.atleast_1d(objective(x)) for x in xs], dtype=float)
-        optimizer.tell(xs, fitness)
+        _tell(optimizer, xs, fitness, items)
         for f in fitness[:, 0]:
             best = max(best, f) if np.isfinite(f) else best
             trace.append(best)
     return trace[:evaluations]
+
+
+def _tell(optimizer: Optimizer, xs: np.ndarray, fitness: np.ndarray, items) -> None:
+    if getattr(optimizer, "wants_item_scores", False):
+        if items is None:
+            raise ValueError(f"{type(optimizer).__name__} learns from per-item scores; pass `items`")
+        tell(optimizer, xs, fitness, lambda: np.array([items(x) for x in xs], dtype=float))
+    else:
+        optimizer.tell(xs, fitness)
 
 
 def _targets(dim: int, seed: int, n_objectives: int):
@@ -44,6 +59,14 @@ def distance_objective(dim: int, seed: int, n_objectives: int = 1):
     return lambda x: -((np.asarray(x)[None, :] - targets) ** 2).sum(axis=1)
 
 
+def coordinate_items(dim: int, seed: int):
+    """`distance_objective` (one objective) as per-item scores: item j is how close coordinate j is to its target,
+    1 - (x_j - t_j)^2, so the objective is their sum minus `dim`. An optimizer that learns from items (M2N2) sees
+    which parent is good at which coordinate."""
+    target = _targets(dim, seed, 1)[0]
+    return lambda x: 1.0 - (np.asarray(x) - target) ** 2
+
+
 def final_best(
     optimizer_cls, dim: int, evaluations: int, seed: int, population: int = 8, options: dict | None = None
 ) -> float:
@@ -51,7 +74,7 @@ def final_best(
     optimizer = optimizer_cls(
         dim=dim, n_objectives=1, seed=seed, population=population, options=options or {}, x0=np.full(dim, 0.5)
     )
-    return maximize(optimizer, distance_objective(dim, seed), evaluations)[-1]
+    return maximize(optimizer, distance_objective(dim, seed), evaluations, coordinate_items(dim, seed))[-1]
 
 
 def hypervolume_2d(points, reference=(-2.0, -2.0)) -> float:
@@ -94,7 +117,7 @@ def front_quality(
     return hypervolume_2d(seen, (-extent, -extent)) / extent**2
 
 
-def asks_after_resume(optimizer, objective, generations: int, resume_at: int):
+def asks_after_resume(optimizer, objective, generations: int, resume_at: int, items=None):
     """Every generation an optimizer asks for, once uninterrupted and once pickled at `resume_at` and restored.
 
     This is what a run does on resume (the pickle is its checkpoint); numpy's global random state is churned in
@@ -104,7 +127,7 @@ def asks_after_resume(optimizer, objective, generations: int, resume_at: int):
 
     def step(opt):
         xs = opt.ask()
-        opt.tell(xs, np.array([np.atleast_1d(objective(x)) for x in xs]))
+        _tell(opt, xs, np.array([np.atleast_1d(objective(x)) for x in xs]), items)
         return xs
 
     straight, resumed = [], []

@@ -8,6 +8,7 @@ pickled with the run after each generation, and a resumed run must propose exact
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,8 @@ class Optimizer(ABC):
     The run builds it once, with keywords only: `dim` genes in [0, 1]; `n_objectives` (more than 1 only for
     optimizers with `multi_objective = True`; others get the weighted sum); the run's `seed`; `population`
     candidates per `ask`; the user's `options` mapping (validated against `Options` here); `x0`, the genome's
-    start point; and `steps`, each gene's grid spacing in the unit cube (0 where continuous).
+    start point; `steps`, each gene's grid spacing in the unit cube (0 where continuous); and `depths`, each gene's
+    place along the model's layers (0 first, 1 last; NaN for a gene that spans them all).
     """
 
     multi_objective = False
@@ -32,6 +34,14 @@ class Optimizer(ABC):
     # generation while the last one's slowest members are still being scored, so no worker waits. Tells still
     # come once per generation, in order.
     asynchronous = False
+    # True for optimizers that model a continuous distribution (CMA-ES): a categorical gene (the merge method, when
+    # several are listed) is then given as one gene per option, the largest choosing; otherwise as one gene whose
+    # value picks an option (equal shares of [0, 1]), which a GA's crossover and mutation search directly.
+    relaxes_choices = False
+    # True for optimizers that learn from each item, not only the fitness (M2N2's resource competition): `tell` then
+    # also gets `item_scores`, shape (population, items), every task's scored items side by side in config order,
+    # 1/0 per item (NaN rows for failed candidates). Optimizers that leave it False get `tell(xs, fitness)` as ever.
+    wants_item_scores = False
 
     Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
 
@@ -45,6 +55,7 @@ class Optimizer(ABC):
         options: dict,
         x0: np.ndarray,
         steps: np.ndarray | None = None,
+        depths: np.ndarray | None = None,
     ):
         self.dim = dim
         self.n_objectives = n_objectives
@@ -56,6 +67,8 @@ class Optimizer(ABC):
         # Grid spacing of each coordinate in the unit cube, 0 where continuous. The genome snaps values to the grid
         # itself; an optimizer may use this to keep its steps from shrinking below one grid cell.
         self.steps = np.zeros(dim) if steps is None else np.asarray(steps, dtype=float)
+        # Where each gene acts along the layers, for crossovers that split a genome at a layer.
+        self.depths = np.full(dim, np.nan) if depths is None else np.asarray(depths, dtype=float)
 
     @classmethod
     def check_options(cls, options: dict, n_objectives: int) -> None:
@@ -68,7 +81,19 @@ class Optimizer(ABC):
 
     @abstractmethod
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
-        """Fitness of `xs`, shape (population, n_objectives), higher is better, NaN for failed candidates."""
+        """Fitness of `xs`, shape (population, n_objectives), higher is better, NaN for failed candidates.
+
+        An optimizer with `wants_item_scores = True` declares `tell(self, xs, fitness, item_scores=None)` instead
+        and is always given them.
+        """
+
+
+def tell(optimizer: Optimizer, xs: np.ndarray, fitness: np.ndarray, item_scores: Callable[[], np.ndarray]) -> None:
+    """Tell an optimizer a generation; the item score matrix is built, and given, only to one that asks for it."""
+    if getattr(optimizer, "wants_item_scores", False):
+        optimizer.tell(xs, fitness, item_scores=item_scores())  # type: ignore[call-arg]
+    else:
+        optimizer.tell(xs, fitness)
 
 
 class RandomSearch(Optimizer):

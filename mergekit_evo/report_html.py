@@ -37,7 +37,7 @@ def summary(view: RunView) -> str:
         f"<h1>mergekit-evo run {html.escape(view.name)}</h1>",
         f'<p id="status">Status: <b>{html.escape(view.status)}</b>. '
         f'<span id="count">{len(view.records)} candidates</span> ({len(view.ok)} ok, {failed} failed), '
-        f"method <code>{html.escape(view.config.merge_method)}</code>, "
+        f"method <code>{html.escape(', '.join(view.config.methods()))}</code>, "
         f"optimizer <code>{html.escape(view.config.optimizer.name)}</code>, "
         f"estimator <code>{html.escape(view.config.estimator.name)}</code>.",
     ]

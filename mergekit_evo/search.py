@@ -8,6 +8,7 @@ members that have no record yet.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 import time
 import zlib
@@ -25,12 +26,14 @@ from mergekit_evo.audit import NEW_BEST, RunningBest, audited, describe, drift, 
 from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
+from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.errors import UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
 from mergekit_evo.fingerprint import changes, run_fingerprint
-from mergekit_evo.genome import GenomeSpace, model_label
+from mergekit_evo.genome import genome_space, model_label
 from mergekit_evo.merging import LoadedModel, parse_merge_config
 from mergekit_evo.observers import Notifier
+from mergekit_evo.optimizers import tell
 from mergekit_evo.pareto import pareto_front, write_front
 from mergekit_evo.plugins import (
     Registry,
@@ -116,7 +119,8 @@ class Evolution:
         self.reg = reg or registry(self.pm)
         check_plugin_names(config, self.reg)
         check_inputs(config)
-        self.genome = GenomeSpace(config)
+        optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
+        self.genome = genome_space(config, relax_choices=bool(getattr(optimizer_cls, "relaxes_choices", False)))
         if self.genome.dim == 0:
             raise UserError("genome.parameters: nothing to evolve; give at least one parameter as {min: .., max: ..}")
         self.baselines = configured_baselines(config, self.genome)
@@ -138,7 +142,6 @@ class Evolution:
         for name, task in self.tasks.items():
             self.estimator.check(name, len(task.item_ids))
         self.merger = self.reg.get("mergers", config.merger.name, "merger.name", config.providers)(config=config)
-        optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
         n_objectives = len(config.objective_names())
         if n_objectives > 1 and not optimizer_cls.multi_objective:
             raise UserError(
@@ -509,6 +512,7 @@ class Evolution:
         executor = self.executor_cls(options=self.config.executor.options)
         self.log(executor.describe())
         self.notifier = Notifier.build(self.config, self.reg, self.pm, self.store.path, self.log)
+        materialize_sources(self.config, self.log)  # PS+DFS: the merged sources, before any worker reads them
         finished = False
         try:
             # started first: workers elsewhere load the sources while this process scores the inputs, and a worker that
@@ -552,6 +556,7 @@ class Evolution:
                 options=self.config.optimizer.options,
                 x0=self.genome.initial_point(),
                 steps=self.genome.unit_steps(),
+                depths=self.genome.depths(),
             )
             generation, elapsed = 0, 0.0
             self.store.save_checkpoint(0, {"optimizer": optimizer, "elapsed": 0.0})
@@ -665,7 +670,8 @@ class Evolution:
             ):
                 done = open_generations.pop(to_tell)
                 done.bar.close()
-                optimizer.tell(done.xs, done.fitness)
+                members = [by_position[(to_tell, m)] for m in range(len(done.xs))]
+                tell(optimizer, done.xs, done.fitness, functools.partial(self._item_scores, members))
                 if self.audit is not None:
                     if self.audit.refit_error is not None:
                         self._refit_if_drifting(records, to_tell, audit_state)
@@ -681,7 +687,7 @@ class Evolution:
                         "audit": audit_state,
                     },
                 )
-                self.notifier.generation_end(to_tell - 1, [by_position[(to_tell - 1, m)] for m in range(len(done.xs))])
+                self.notifier.generation_end(to_tell - 1, members)
 
         try:
             while True:
@@ -701,6 +707,16 @@ class Evolution:
                 open_gen.bar.close()
         executor.close()  # the local worker lets go of its model before the run's end merges candidates again
         return self.finish(records, inputs)
+
+    def _item_scores(self, members: list[CandidateRecord]) -> np.ndarray:
+        """A generation's scores on each selected item, every task's items side by side in config order (the same
+        items for every candidate); a failed candidate's row is NaN."""
+        width = sum(len(self.selection[name]) for name in self.tasks)
+        rows = np.full((len(members), width), np.nan)
+        for row, record in zip(rows, members):
+            if record.ok:
+                row[:] = np.concatenate([np.asarray(record.tasks[name]["scores"], dtype=float) for name in self.tasks])
+        return rows
 
     # ------------------------------------------------------------------------------ the end: choice and evidence
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import yaml
 
@@ -11,6 +12,7 @@ from helpers import assert_one_line_error, cli
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
+from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.plugins import check_plugin_names, registry
 
 
@@ -110,12 +112,29 @@ def test_mergekit_evolve_task_keys_reach_each_task_and_untranslated_keys_are_ref
     assert config.tasks[0].options == {"limit": 30, "num_fewshot": 2, "metric": "acc_norm"}
     assert config.tasks[1].name == "u" and config.tasks[1].options == {"limit": 30, "num_fewshot": 2}
     for top, word in [
-        ({"genome": {"filters": ["mlp"]}}, "genome.filters"),
-        ({"genome": {"smooth": True}}, "genome.smooth"),
+        ({"genome": {"layer_granularity": 3}}, "genome.layer_granularity: 3 does not divide the model's 8 layers"),
+        ({"genome": {"tokenizer_source": "base"}}, "genome.tokenizer_source"),
         ({"random_init": True}, "random_init"),
     ]:
         with pytest.raises(UserError, match=word):
             parse_config(evolve_config(**top), tiny_world)
+
+
+def test_mergekit_evolve_s_filters_smooth_and_granularity_become_the_same_genome(tiny_world):
+    models = [str(tiny_world / "models" / m) for m in ("math_a", "lang_b")]
+    genome = {"models": models, "base_model": str(tiny_world / "models" / "base"), "merge_method": "ties"}
+    genome.update(layer_granularity=2, filters=["self_attn", "mlp"])
+    blocks = parse_config({"genome": genome, "tasks": ["t"]}, tiny_world)
+    assert blocks.genome.layer_groups == 4 and blocks.genome.filters == ["self_attn", "mlp"]
+    assert blocks.genome.smooth is False  # mergekit-evolve's default: each block of 2 layers holds its value
+    space = GenomeSpace(blocks, relax_choices=True)
+    assert space.dim == 2 * 2 * 3 * 4  # weight and density x models x (2 filters + the rest) x 4 blocks
+    weight = space.to_dict(np.linspace(0, 1, space.dim))["models"][0]["parameters"]["weight"]
+    assert [entry.get("filter") for entry in weight] == ["self_attn", "mlp", None]
+    assert weight[0]["value"][0] == weight[0]["value"][1] != weight[0]["value"][2]  # layers 0-1, then 2-3
+    smooth = parse_config({"genome": {**genome, "smooth": True}, "tasks": ["t"]}, tiny_world)
+    assert smooth.genome.smooth is True
+    assert len(GenomeSpace(smooth).to_dict(np.zeros(space.dim))["models"][0]["parameters"]["weight"][0]["value"]) == 4
 
 
 def test_mergekit_evolve_s_wandb_flags_turn_on_the_wandb_observer(tiny_world, tmp_path):

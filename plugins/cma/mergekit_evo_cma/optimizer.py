@@ -32,6 +32,8 @@ def _global_randn(*shape: int) -> np.ndarray:
 class CMAES(Optimizer):
     """CMA-ES (cma package): bounded, sep-CMA for large genomes, IPOP restarts; one objective."""
 
+    relaxes_choices = True  # a Gaussian over the cube: a method gene comes as one gene per method, the largest wins
+
     class Options(BaseModel):
         model_config = ConfigDict(extra="forbid")
 

@@ -74,7 +74,7 @@ class MlflowObserver(Observer):
         self.run_id = run.info.run_id
         c = self.config
         params = {
-            "merge_method": c.merge_method,
+            "merge_method": ", ".join(c.methods()),
             "models": ", ".join(c.models),
             "base_model": c.base_model or "",
             "optimizer": c.optimizer.name,
