@@ -227,13 +227,18 @@ def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_p
         "tiny-dare-ties-subsample.yaml",
         "tiny-pareto-nsga2.yaml",
         "tiny-lm-eval.yaml",
+        "tiny-filters.yaml",
+        "tiny-method-gene.yaml",
+        "tiny-dfs.yaml",
+        "tiny-ps-dfs.yaml",
+        "tiny-m2n2.yaml",
     ],
 )
 def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 
     from mergekit_evo.config import load_config
-    from mergekit_evo.genome import GenomeSpace
+    from mergekit_evo.genome import genome_space
 
     monkeypatch.setenv("TINY_WORLD", str(tiny_world))
     config = load_config(Path(__file__).parent.parent / "examples" / name)
@@ -242,7 +247,7 @@ def test_the_example_configs_load(tiny_world, monkeypatch, name):
     reg.get("optimizers", config.optimizer.name, "optimizer.name").check_options(
         config.optimizer.options, len(config.objective_names())
     )
-    assert GenomeSpace(config).dim >= 4
+    assert genome_space(config).dim >= 4
 
 
 def test_the_cross_skill_example_is_the_demo_s_search(tiny_world, monkeypatch):
