@@ -129,6 +129,8 @@ class DataFlowSpace:
         self.group_prefixes = [
             f"r{i // sum(layers)}.{labels[m]}.layers[{layer}]." for i, (m, layer) in enumerate(self.slots)
         ]
+        # for plots: a position's row without its source (its column), so the path reads as a repeat-by-layer grid
+        self.group_labels = [f"r{i // sum(layers)}.layers[{layer}]" for i, (_, layer) in enumerate(self.slots)]
         self.fixed: dict[str, object] = {}
         genes = [
             Gene(f"{self.group_prefixes[i][:-1]}", "include", 0.0, 1.0, 1.0, m, i)
@@ -150,7 +152,9 @@ class DataFlowSpace:
         return [g.name for g in self.genes]
 
     def unit_steps(self) -> np.ndarray:
-        return np.array([1.0 if g.parameter == "include" else 0.0 for g in self.genes])
+        """All 0: an inclusion gene is continuous to the optimizer (above 0.5 is on), so CMA-ES may settle on a path
+        (a grid step would keep its spread at a third of the cube and flip a fifth of the genes at every draw)."""
+        return np.zeros(self.dim)
 
     def depths(self) -> np.ndarray:
         """Each gene's place along the sequence, 0 to 1: a crossover that splits at a depth splits the path there."""

@@ -167,7 +167,7 @@ def _layout_of(view: RunView, genes: list[str]) -> list[tuple[str, str, str]] | 
             break
     else:
         return None
-    groups = [n.rstrip(".") or "all layers" for n in space.group_prefixes]
+    groups = getattr(space, "group_labels", None) or [n.rstrip(".") or "all layers" for n in space.group_prefixes]
     return [
         (
             g.parameter if g.tensor_filter is None else f"{g.parameter} [{g.tensor_filter}]",

@@ -100,6 +100,7 @@ def test_a_real_run_hands_m2n2_the_items_and_searches_the_method_as_a_gene(tiny_
         "parameters": {"weight": {"min": 0.0, "max": 1.0}, "density": {"min": 0.3, "max": 1.0}},
         "filters": ["self_attn"],
     }
+    data["tasks"] = data["tasks"][:1]  # math_a alone: the core's tests check several tasks side by side
     data["estimator"] = {"name": "subsample", "options": {"k": 8}}
     data["baselines"] = []
     data["selection"] = {"top_k": 1}
@@ -112,6 +113,5 @@ def test_a_real_run_hands_m2n2_the_items_and_searches_the_method_as_a_gene(tiny_
     assert methods == {"merge_method: task_arithmetic", "merge_method: ties"}
     _, checkpoint = RunStore(tmp_path / "run").latest_checkpoint()
     archive = checkpoint["optimizer"].archive_items
-    assert archive.shape[1] == 16  # 8 items of each task, side by side
-    told = {tuple(np.concatenate([r.tasks["math_a"]["scores"], r.tasks["facts_b"]["scores"]])) for r in records}
-    assert {tuple(row) for row in archive} <= told
+    assert archive.shape[1] == 8  # the 8 items every candidate is scored on
+    assert {tuple(row) for row in archive} <= {tuple(r.tasks["math_a"]["scores"]) for r in records}
