@@ -130,7 +130,10 @@ def test_kill_9_then_resume_loses_nothing_rescores_nothing_and_matches_an_uninte
     tiny_world, tmp_path, reference_run
 ):
     run_dir = tmp_path / "run"
-    write_config(tiny_world, tmp_path, BUDGET["max_evaluations"], BUDGET["population"], run_dir=str(run_dir))
+    # no plain merges at the end: the records and best.yaml are compared, and the kill must land mid-run
+    write_config(
+        tiny_world, tmp_path, BUDGET["max_evaluations"], BUDGET["population"], run_dir=str(run_dir), baselines=[]
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         [str(BIN / "mergekit-evo"), "run", str(tmp_path / "config.yaml"), "--no-progress"],
