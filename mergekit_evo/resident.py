@@ -139,17 +139,18 @@ class ResidentMerger(Merger):
             self._architectures[key] = (arch_info, out_config)
         return arch_info, out_config
 
-    def _disk_order(self, save_tasks: list) -> list:
+    def _disk_order(self, save_tasks: list, method: str | None = None) -> list:
         """The save tasks in the order mergekit's executor runs them for a disk merge of the same plan.
 
         A seeded random method (DARE, DELLA) draws its masks in execution order, so matching `mergekit-yaml` bitwise
         needs that order; it depends only on the plan's shape, so it is computed once (mergekit's own scheduler)
-        and reused for every candidate of that shape.
+        and reused for every candidate of that shape. The shape includes the method, whose tasks make the graph the
+        scheduler orders (a method gene mixes methods in one run).
         """
         from mergekit.graph import TaskUniverse, build_schedule
         from mergekit.io.tasks import SaveTensor
 
-        names = tuple(sorted(t.tensor_name for t in save_tasks))
+        names = (method, *sorted(t.tensor_name for t in save_tasks))
         if names not in self._orders:
             universe = TaskUniverse()
             handles = [universe.add_task(t) for t in save_tasks]
@@ -188,7 +189,7 @@ class ResidentMerger(Merger):
         writer = _ModelWriter(model, self._source_storages)
         if seed is not None:
             transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
-        saves = self._disk_order([t for t in targets if isinstance(t, SaveTensor)])
+        saves = self._disk_order([t for t in targets if isinstance(t, SaveTensor)], merge_config.merge_method)
         if not self._sources:  # the first candidate also reads every source tensor: minutes for a 7B model
             saves = tqdm(saves, desc="resident merger: loading the sources", unit="tensor", leave=False, disable=None)
         for save in saves:
