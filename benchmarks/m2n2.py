@@ -17,25 +17,15 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
+from dfs import heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
 
 from mergekit_evo.cli import _quiet_libraries
-from mergekit_evo.config import parse_config
 from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution, RunResult
+from mergekit_evo.search import RunResult
 from mergekit_evo.significance import compare
 from mergekit_evo.tiny_world import WorldSpec, ensure_world
 
 OPTIMIZERS = ("cma", "m2n2", "random")
-
-
-def run(config: dict, world: Path, run_dir: Path) -> RunResult:
-    if RunStore(run_dir).parts():
-        evolution = Evolution.resume(run_dir, log=lambda _: None)
-    else:
-        evolution = Evolution.start(parse_config(config, world), run_dir, log=lambda _: None)
-    return evolution.run(progress=False)
 
 
 def main() -> None:
@@ -53,10 +43,6 @@ def main() -> None:
         started = time.perf_counter()
         results[name] = run(cross_skill_config(world, args.evaluations, optimizer=name), world, args.runs / name)
         seconds[name] = time.perf_counter() - started
-
-    def heldout(result: RunResult) -> np.ndarray:
-        assert result.best_scores is not None
-        return np.asarray(result.best_scores["items"]["heldout"]["math_b"], dtype=float)
 
     reference = heldout(results["cma"])
     print()

@@ -8,14 +8,10 @@ equal weights and task arithmetic with weight 1. `baselines:` in the config repl
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
-
 from mergekit_evo.config import EvolveConfig, method_spec, takes_base
-from mergekit_evo.dataflow import DataFlowSpace, load_recipe
-from mergekit_evo.errors import UserError
+from mergekit_evo.dataflow import DataFlowSpace
 from mergekit_evo.genome import GenomeSpace
+from mergekit_evo.merging import load_recipe
 
 SPARSIFYING = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
 
@@ -74,29 +70,6 @@ def default_baselines(config: EvolveConfig, genome: GenomeSpace | DataFlowSpace)
 
 def configured_baselines(config: EvolveConfig, genome: GenomeSpace | DataFlowSpace) -> dict[str, dict]:
     """The run's baselines as name -> recipe, each checked by mergekit's own config model."""
-    from mergekit.config import MergeConfiguration
-    from pydantic import ValidationError
-
     if config.baselines is None:
         return default_baselines(config, genome)
-    out = {}
-    for i, baseline in enumerate(config.baselines):
-        field = f"baselines[{i}].recipe"
-        recipe = baseline.recipe
-        if isinstance(recipe, Path):
-            if not recipe.is_file():
-                raise UserError(f"{field}: {recipe} does not exist; give a mergekit YAML or the recipe inline")
-            try:
-                recipe = yaml.safe_load(recipe.read_text())
-            except yaml.YAMLError as e:
-                raise UserError(f"{field}: {baseline.recipe} is not valid YAML: {str(e).splitlines()[0]}") from None
-        try:
-            MergeConfiguration.model_validate(recipe)
-        except ValidationError as e:
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise UserError(f"{field}: not a mergekit recipe: {where}: {first['msg']}") from None
-        except (RuntimeError, ValueError, TypeError) as e:  # mergekit's own checks raise these
-            raise UserError(f"{field}: not a mergekit recipe: {e}") from None
-        out[baseline.name] = recipe
-    return out
+    return {b.name: load_recipe(b.recipe, f"baselines[{i}].recipe") for i, b in enumerate(config.baselines)}

@@ -23,33 +23,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import yaml
-from mergekit.config import MergeConfiguration
 
 from mergekit_evo.config import DataFlowConfig, EvolveConfig
 from mergekit_evo.errors import UserError
-from mergekit_evo.genome import Gene, model_label, num_layers
+from mergekit_evo.files import safetensors_tensors
+from mergekit_evo.genome import Gene, Space, model_label, num_layers
+from mergekit_evo.merging import load_recipe
 
 SOURCES = "sources"  # RUN_DIR/sources/NAME: the merged sources of a PS+DFS run
 SCALED = ("o_proj", "down_proj")  # what a layer adds to the residual stream, in Llama-style tensor names
 SCALE_RANGE = (0.0, 2.0)
-
-
-def load_recipe(recipe: dict | Path, field: str) -> dict:
-    """A recipe given inline or as the path of its YAML, checked by mergekit's own config model."""
-    if isinstance(recipe, Path):
-        if not recipe.is_file():
-            raise UserError(f"{field}: {recipe} does not exist; give a mergekit YAML or the recipe inline")
-        try:
-            recipe = yaml.safe_load(recipe.read_text())
-        except yaml.YAMLError as e:
-            raise UserError(f"{field}: {recipe} is not valid YAML: {str(e).splitlines()[0]}") from None
-    try:
-        MergeConfiguration.model_validate(recipe)
-    except Exception as e:  # pydantic's ValidationError, or mergekit's own checks
-        raise UserError(f"{field}: not a mergekit recipe: {str(e).splitlines()[0]}") from None
-    assert isinstance(recipe, dict)
-    return recipe
 
 
 def recipe_layers(recipe: dict) -> int | None:
@@ -92,8 +75,8 @@ def materialize_sources(config: EvolveConfig, log) -> None:
         scratch.rename(target)
 
 
-class DataFlowSpace:
-    """The data-flow genome (see the module docstring); the same interface as `GenomeSpace`."""
+class DataFlowSpace(Space):
+    """The data-flow genome (see the module docstring)."""
 
     def __init__(self, config: EvolveConfig, relax_choices: bool | None = None):
         self.config = config
@@ -122,6 +105,15 @@ class DataFlowSpace:
         if len(set(labels)) != len(labels):
             labels = [f"source{i}" for i in range(len(refs))]
         self.sources, self.source_layers, self.labels = refs, layers, labels
+        if dfs.scale:
+            names = [
+                n for path in sorted(Path(config.models[0]).glob("*.safetensors")) for n in safetensors_tensors(path)
+            ]
+            if names and not any(part in n for n in names for part in SCALED):
+                raise UserError(
+                    f"genome.dfs.scale: {labels[-len(config.models)]} has no {' or '.join(SCALED)} tensors (Llama-style "
+                    "names), so a scale gene would change nothing; set scale: false"
+                )
         self.max_layers = dfs.max_layers or max(layers)
         self.n_layers = max(layers)
         # the sequence: (source, layer) for every source's layers, repeated
@@ -143,14 +135,6 @@ class DataFlowSpace:
             ]
         self.genes = genes
 
-    @property
-    def dim(self) -> int:
-        return len(self.genes)
-
-    @property
-    def names(self) -> list[str]:
-        return [g.name for g in self.genes]
-
     def unit_steps(self) -> np.ndarray:
         """All 0: an inclusion gene is continuous to the optimizer (above 0.5 is on), so CMA-ES may settle on a path
         (a grid step would keep its spread at a third of the cube and flip a fifth of the genes at every draw)."""
@@ -160,9 +144,6 @@ class DataFlowSpace:
         """Each gene's place along the sequence, 0 to 1: a crossover that splits at a depth splits the path there."""
         last = max(len(self.slots) - 1, 1)
         return np.array([g.group / last for g in self.genes])
-
-    def values(self, x: np.ndarray) -> dict[str, float]:
-        return {g.name: g.value(xi) for g, xi in zip(self.genes, x)}
 
     def path(self, x: np.ndarray) -> list[int]:
         """The positions on the path, in sequence order, at most `max_layers` of them and never none."""
@@ -212,12 +193,6 @@ class DataFlowSpace:
     def layer_count(self, x: np.ndarray) -> int:
         """How many layers the point's model has."""
         return len(self.path(x))
-
-    def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
-        return MergeConfiguration.model_validate(self.to_dict(x))
-
-    def to_yaml(self, x: np.ndarray) -> str:
-        return yaml.safe_dump(self.to_dict(x), sort_keys=False)
 
     def default_point(self) -> np.ndarray:
         """The first source as it is: its layers in the first repeat on the path (0.75), every other off (0.25),

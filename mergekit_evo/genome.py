@@ -102,7 +102,33 @@ def relaxes_choices(config: EvolveConfig) -> bool:
     return bool(getattr(optimizer, "relaxes_choices", False))
 
 
-class GenomeSpace:
+class Space:
+    """What every genome is: genes over the unit cube, and a point's mergekit recipe (`to_dict`, in a subclass)."""
+
+    genes: list[Gene]
+
+    @property
+    def dim(self) -> int:
+        return len(self.genes)
+
+    @property
+    def names(self) -> list[str]:
+        return [g.name for g in self.genes]
+
+    def values(self, x: np.ndarray) -> dict[str, float]:
+        return {g.name: g.value(xi) for g, xi in zip(self.genes, x)}
+
+    def to_dict(self, x: np.ndarray) -> dict:
+        raise NotImplementedError
+
+    def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
+        return MergeConfiguration.model_validate(self.to_dict(x))
+
+    def to_yaml(self, x: np.ndarray) -> str:
+        return yaml.safe_dump(self.to_dict(x), sort_keys=False)
+
+
+class GenomeSpace(Space):
     """The parameter-space genome: mergekit parameters per model, per layer group and per tensor group, and the
     method itself when `merge_method` lists several.
 
@@ -175,14 +201,6 @@ class GenomeSpace:
                         )
         self.genes = genes
 
-    @property
-    def dim(self) -> int:
-        return len(self.genes)
-
-    @property
-    def names(self) -> list[str]:
-        return [g.name for g in self.genes]
-
     def unit_steps(self) -> np.ndarray:
         """Each gene's grid spacing in the unit cube (0 for a continuous gene), for optimizers that can use it."""
         return np.array(
@@ -210,9 +228,6 @@ class GenomeSpace:
                 for g in self.genes
             ]
         )
-
-    def values(self, x: np.ndarray) -> dict[str, float]:
-        return {g.name: g.value(xi) for g, xi in zip(self.genes, x)}
 
     def method_of(self, x: np.ndarray) -> str:
         """The merge method a point chooses."""
@@ -275,12 +290,6 @@ class GenomeSpace:
         if self.config.dtype:
             data["dtype"] = self.config.dtype
         return data
-
-    def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
-        return MergeConfiguration.model_validate(self.to_dict(x))
-
-    def to_yaml(self, x: np.ndarray) -> str:
-        return yaml.safe_dump(self.to_dict(x), sort_keys=False)
 
     def default_point(self) -> np.ndarray:
         """Where a search starts without a user recipe: the middle of every range (equal weights), and the first

@@ -81,6 +81,31 @@ def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
     return MergeConfiguration.model_validate(data)
 
 
+def load_recipe(recipe: dict | Path, field: str) -> dict:
+    """A recipe a config gives inline or as the path of its YAML, checked by mergekit's own config model; a bad
+    one is refused in one line naming `field`."""
+    from mergekit.config import MergeConfiguration
+    from pydantic import ValidationError
+
+    if isinstance(recipe, Path):
+        if not recipe.is_file():
+            raise UserError(f"{field}: {recipe} does not exist; give a mergekit YAML or the recipe inline")
+        try:
+            recipe = yaml.safe_load(recipe.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"{field}: {recipe} is not valid YAML: {str(e).splitlines()[0]}") from None
+    try:
+        MergeConfiguration.model_validate(recipe)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{field}: not a mergekit recipe: {where}: {first['msg']}") from None
+    except (RuntimeError, ValueError, TypeError) as e:  # mergekit's own checks raise these
+        raise UserError(f"{field}: not a mergekit recipe: {e}") from None
+    assert isinstance(recipe, dict)
+    return recipe
+
+
 def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
     from mergekit.options import MergeOptions
 

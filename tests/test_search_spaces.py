@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from mergekit.config import MergeConfiguration
+from safetensors.torch import save_file
 
 from helpers import BIN, tensors
 from mergekit_evo.config import method_spec, parse_config
@@ -211,7 +212,7 @@ def test_a_dfs_recipe_runs_through_mergekit_yaml_loads_and_has_the_genes_layer_c
     assert torch.equal(expected[name.format(offset, "q_proj")], original[name.format(layer, "q_proj")])
 
 
-def test_a_dfs_genome_refuses_what_it_cannot_use(tiny_world):
+def test_a_dfs_genome_refuses_what_it_cannot_use(tiny_world, tmp_path):
     with pytest.raises(UserError, match="set merge_method: passthrough"):
         _config(tiny_world, genome={"dfs": {}})
     with pytest.raises(UserError, match="genome.parameters: a data-flow genome evolves the path of layers only"):
@@ -221,6 +222,13 @@ def test_a_dfs_genome_refuses_what_it_cannot_use(tiny_world):
             base_model=None,
             genome={"dfs": {}, "parameters": {"scale": {"min": 0, "max": 1}}},
         )
+    gpt2_like = tmp_path / "gpt2-like"  # another architecture's names: nothing for a scale gene to scale
+    gpt2_like.mkdir()
+    (gpt2_like / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2}))
+    save_file({"transformer.h.0.attn.c_proj.weight": torch.zeros(2, 2)}, gpt2_like / "model.safetensors")
+    cfg = _dfs_config(tiny_world, {"scale": True})
+    with pytest.raises(UserError, match="genome.dfs.scale: gpt2-like has no o_proj or down_proj tensors"):
+        genome_space(cfg.model_copy(update={"models": [str(gpt2_like), cfg.models[1]]}))
     with pytest.raises(UserError, match="merged_sources: each merged source's name may appear once"):
         _config(
             tiny_world,
