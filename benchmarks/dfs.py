@@ -59,6 +59,12 @@ def heldout(result: RunResult) -> np.ndarray:
     return np.asarray(result.best_scores["items"]["heldout"]["math_b"], dtype=float)
 
 
+def against(mine: np.ndarray, reference: np.ndarray) -> str:
+    """A paired comparison on the same items, as the tables print it."""
+    c = compare(mine, reference)
+    return f"{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}], p {c.p_mcnemar:.2g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS)
@@ -92,15 +98,11 @@ def main() -> None:
         assert best is not None and result.best_scores is not None
         layers = recipe_layers(yaml.safe_load(best.merge_yaml))
         mine = heldout(result)
-        if name == "PS":
-            against = "-"
-        else:
-            c = compare(mine, ps)
-            against = f"{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}], p {c.p_mcnemar:.2g}"
+        paired = "-" if name == "PS" else against(mine, ps)
         validation = result.best_scores.get("validation", {}).get("math_b")
         print(
             f"| {name} | candidate {best.index} | {layers} | {best.tasks['math_b']['estimate']:.3f} | "
-            f"{validation if validation is None else f'{validation:.3f}'} | {mine.mean():.3f} | {against} |"
+            f"{validation if validation is None else f'{validation:.3f}'} | {mine.mean():.3f} | {paired} |"
         )
     print()
     parents = {Path(ref).name: entry["heldout"]["math_b"] for ref, entry in results["PS"].inputs.items()}

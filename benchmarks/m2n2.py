@@ -17,12 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
-from dfs import heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
+from dfs import against, heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
 
 from mergekit_evo.cli import _quiet_libraries
 from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
 from mergekit_evo.search import RunResult
-from mergekit_evo.significance import compare
 from mergekit_evo.tiny_world import WorldSpec, ensure_world
 
 OPTIMIZERS = ("cma", "m2n2", "random")
@@ -54,15 +53,12 @@ def main() -> None:
         best = result.best
         assert best is not None and result.best_scores is not None
         mine = heldout(result)
-        against = "-"
-        if name != "cma":
-            c = compare(mine, reference)
-            against = f"{c.difference:+.3f} [{c.low:+.3f}, {c.high:+.3f}], p {c.p_mcnemar:.2g}"
+        paired = "-" if name == "cma" else against(mine, reference)
         validation = result.best_scores.get("validation", {}).get("math_b")
         shown = "-" if validation is None else f"{validation:.3f}"
         print(
             f"| {name} | candidate {best.index} | {best.tasks['math_b']['estimate']:.3f} | {shown} | "
-            f"{mine.mean():.3f} | {against} |"
+            f"{mine.mean():.3f} | {paired} |"
         )
     print()
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
