@@ -121,6 +121,10 @@ class Space:
     def to_dict(self, x: np.ndarray) -> dict:
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """One line for the run's log: what the genome searches."""
+        return f"genome: {self.dim} genes"
+
     def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
         return MergeConfiguration.model_validate(self.to_dict(x))
 
@@ -228,6 +232,14 @@ class GenomeSpace(Space):
                 for g in self.genes
             ]
         )
+
+    def describe(self) -> str:
+        methods = " or ".join(self.methods)
+        tensors = (
+            f", tensor groups {', '.join(self.config.genome.filters)} and the rest" if len(self.filters) > 1 else ""
+        )
+        layers = "" if self.groups == 1 else f", {self.groups} layer groups ({'gradient' if self.smooth else 'blocks'})"
+        return f"genome: {self.dim} genes for {methods}{layers}{tensors}"
 
     def method_of(self, x: np.ndarray) -> str:
         """The merge method a point chooses."""

@@ -508,6 +508,7 @@ class Evolution:
             self.close()
 
     def _run(self, progress: bool) -> RunResult:
+        self.log(self.genome.describe())
         self.log(self.merger.describe())
         executor = self.executor_cls(options=self.config.executor.options)
         self.log(executor.describe())

@@ -296,11 +296,14 @@ def test_a_ps_dfs_run_merges_its_source_and_tells_the_items_of_every_candidate(t
     plugin = RecorderPlugin()
     pm.register(plugin, name="items-recorder-plugin")
     ItemsRecorder.told = []
+    logged: list[str] = []
     try:
-        result = Evolution.start(cfg, tmp_path / "run", log=lambda _: None).run(progress=False)
+        result = Evolution.start(cfg, tmp_path / "run", log=logged.append).run(progress=False)
     finally:
         pm.unregister(plugin)
     source = tmp_path / "run" / "sources" / "ps"
+    assert "data-flow genome: 24 positions (1 x [ps (8 layers), math_a (8 layers), lang_b (8 layers)])" in logged[0]
+    assert f"merging the data-flow source ps into {source}" in logged
     assert json.loads((source / "config.json").read_text())["num_hidden_layers"] == 8
     expected = tensors(merge_to_disk(MergeConfiguration.model_validate(recipe), tmp_path / "ps", seed=0))
     assert all(torch.equal(tensors(source)[k], v) for k, v in expected.items())
