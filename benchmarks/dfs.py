@@ -12,6 +12,7 @@ Each chosen merge is measured on the held-out math_b items, and DFS and PS+DFS a
 item by item (95% bootstrap interval, exact McNemar p).
 
     python benchmarks/dfs.py                       # 296 evaluations each, runs under runs/dfs
+    python benchmarks/dfs.py --seed 1              # another tiny world (built on first use, about 4 minutes)
     python benchmarks/dfs.py --evaluations 96
 
 Each run directory is resumable. The README's "Data-flow search" section holds its table.
