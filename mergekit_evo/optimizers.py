@@ -40,7 +40,8 @@ class Optimizer(ABC):
     relaxes_choices = False
     # True for optimizers that learn from each item, not only the fitness (M2N2's resource competition): `tell` then
     # also gets `item_scores`, shape (population, items), every task's scored items side by side in config order,
-    # 1/0 per item (NaN rows for failed candidates). Optimizers that leave it False get `tell(xs, fitness)` as ever.
+    # as the task backend scores an item (1/0 for accuracy), NaN rows for failed candidates. Optimizers that leave it
+    # False get `tell(xs, fitness)` as ever.
     wants_item_scores = False
 
     Options: ClassVar[type[BaseModel]] = NoOptions  # a subclass declares its own: `class Options(BaseModel): ...`
