@@ -92,6 +92,16 @@ def _group_names(k: int, n_layers: int | None, smooth: bool = True) -> list[str]
     return names
 
 
+def ignored_parameters(method: str) -> set[str]:
+    """Parameters mergekit accepts for `method` but does not use: its task arithmetic takes `density` (and DELLA's
+    `epsilon`, breadcrumbs' `gamma`) like its sparsifying siblings, and sparsifies nothing."""
+    from mergekit import merge_methods
+
+    if getattr(merge_methods.get(method), "sparsification_method", "unknown") is None:
+        return {"density", "epsilon", "gamma"}
+    return set()
+
+
 def relaxes_choices(config: EvolveConfig) -> bool:
     """Whether the run's optimizer takes a categorical gene as one continuous gene per option (CMA-ES does)."""
     from mergekit_evo.plugins import get_plugin_manager, registry
@@ -147,6 +157,10 @@ class GenomeSpace(Space):
         self.methods = config.methods()
         self.specs = {m: method_spec(m) for m in self.methods}
         self.scopes = {m: {p.name: p.scope.value for p in spec.parameters} for m, spec in self.specs.items()}
+        if len(self.methods) > 1:  # a gene that does nothing for the chosen method is left out of its recipe
+            for method, scopes in self.scopes.items():
+                for name in ignored_parameters(method):
+                    scopes.pop(name, None)
         self.per_model = {
             name for scopes in self.scopes.values() for name, scope in scopes.items() if scope in ("input", "non_base")
         }

@@ -137,7 +137,8 @@ def test_a_method_gene_chooses_each_method_and_its_yaml_is_valid_for_it(tiny_wor
         config = MergeConfiguration.model_validate(yaml.safe_load(space.to_yaml(x)))
         takes = {p.name for p in method_spec(method).parameters}
         for entry in data["models"]:
-            assert set(entry.get("parameters", {})) <= takes  # density only where the method sparsifies
+            assert set(entry.get("parameters", {})) <= takes
+            assert ("density" in entry.get("parameters", {})) == (method in ("ties", "dare_ties"))  # where it counts
         assert set(data.get("parameters", {})) <= takes
         assert ("base_model" in data) == (method != "linear")
         with merger.merged(config, seed=0) as loaded:  # and mergekit plans and runs it
@@ -311,7 +312,7 @@ def test_a_ps_dfs_run_merges_its_source_and_tells_the_items_of_every_candidate(t
     assert len(records) == 6 and all(r.ok for r in records)
     start = yaml.safe_load(records[0].merge_yaml)
     assert start["slices"] == [{"sources": [{"model": str(source), "layer_range": [0, 8]}]}]  # PS as it is
-    assert "ps (merged source)" in result.baselines
+    assert "ps (merged source)" in result.baselines and "start point" not in result.baselines  # the same model
     assert len(ItemsRecorder.told) == 2
     for g, matrix in enumerate(ItemsRecorder.told):
         rows = [r for r in records if r.generation == g]
