@@ -52,16 +52,12 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
 
 def default_baselines(config: EvolveConfig, genome: GenomeSpace | DataFlowSpace) -> dict[str, dict]:
     """name -> mergekit recipe: the start point, then the plain recipes described in the module docstring."""
-    out = {"start point": genome.to_dict(genome.initial_point())}
-    dfs = config.genome.dfs
-    if dfs and dfs.merged_sources:  # PS+DFS: the parameter-space merge alone
-        assert isinstance(genome, DataFlowSpace)
-        start = genome.initial_point()
+    start = genome.initial_point()
+    out = {"start point": genome.to_dict(start)}
+    if isinstance(genome, DataFlowSpace) and genome.merged_recipes:  # PS+DFS: the parameter-space merge alone
         if genome.layer_count(start) == genome.source_layers[0]:
             del out["start point"]  # the first merged source as it is: the same model as its own baseline below
-        for i, source in enumerate(dfs.merged_sources):
-            field = f"genome.dfs.merged_sources[{i}].recipe"
-            out[f"{source.name} (merged source)"] = load_recipe(source.recipe, field)
+        out.update({f"{name} (merged source)": merged for name, merged in genome.merged_recipes.items()})
     methods = [*config.methods(), "linear"] + (["task_arithmetic"] if config.base_model else [])
     for method in dict.fromkeys(methods):
         recipe = plain_recipe(config, method, genome.fixed)

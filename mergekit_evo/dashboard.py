@@ -67,9 +67,8 @@ class Dashboard:
             self._plotly = plotly.offline.get_plotlyjs().encode()
         return self._plotly
 
-    def run_state(self, name: str) -> tuple[str, bytes]:
+    def run_state(self, name: str, path: Path) -> tuple[str, bytes]:
         """The run's state as JSON, and its version; built again only when the run's files have changed."""
-        path = self.runs()[name]
         with self._lock:
             cached = self._states.get(name)
             if cached is None or cached[0] != version(path):
@@ -78,13 +77,13 @@ class Dashboard:
                 self._states[name] = cached
             return cached
 
-    def index_version(self) -> str:
-        return "|".join(f"{name}:{version(path)}" for name, path in self.runs().items())
+    @staticmethod
+    def index_version(runs: dict[str, Path]) -> str:
+        """The folder's version: each run's, taken before any is read."""
+        return "|".join(f"{name}:{version(path)}" for name, path in runs.items())
 
-    def index_state(self) -> tuple[str, bytes]:
-        """The folder's page: a table of its runs and their best-so-far curves on one plot."""
-        runs = self.runs()
-        now = self.index_version()
+    def index_state(self, runs: dict[str, Path], now: str) -> tuple[str, bytes]:
+        """The folder's page, at version `now`: a table of its runs and their best-so-far curves on one plot."""
         views: dict[str, RunView | str] = {}
         for name, path in runs.items():
             try:
@@ -144,9 +143,10 @@ class Dashboard:
                 return 200, TYPES[".html"], self.run_page(next(iter(runs)))
             return 200, TYPES[".html"], self.page_for("/state", "mergekit-evo runs")
         if path == "/state" and not self.single:
-            if since and since == self.index_version():
+            now = self.index_version(runs)
+            if since and since == now:
                 return 204, "application/json", b""  # nothing changed: no run is read again
-            return self._state(self.index_state(), since)
+            return self._state(self.index_state(runs, now), since)
         match = re.fullmatch(r"/run/([^/]+)/(.*)", path)
         if match is None or match.group(1) not in runs:
             return 404, "text/plain", b"not found"
@@ -154,7 +154,7 @@ class Dashboard:
         if rest == "":
             return 200, TYPES[".html"], self.run_page(name)
         if rest == "state":
-            return self._state(self.run_state(name), since)
+            return self._state(self.run_state(name, runs[name]), since)
         if rest.startswith("files/") and SERVED.match(rest[len("files/") :]):
             file = runs[name] / rest[len("files/") :]
             if file.is_file():

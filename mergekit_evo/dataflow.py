@@ -28,7 +28,7 @@ from mergekit_evo.config import DataFlowConfig, EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import safetensors_tensors
 from mergekit_evo.genome import Gene, Space, model_label, num_layers
-from mergekit_evo.merging import load_recipe
+from mergekit_evo.merging import load_recipe, merge_to_disk, parse_merge_config
 
 SOURCES = "sources"  # RUN_DIR/sources/NAME: the merged sources of a PS+DFS run
 SCALED = ("o_proj", "down_proj")  # what a layer adds to the residual stream, in Llama-style tensor names
@@ -56,8 +56,6 @@ def materialize_sources(config: EvolveConfig, log) -> None:
     Written to a scratch folder beside it and renamed when complete, so a kill leaves no half model behind; a
     resumed run reuses the folder.
     """
-    from mergekit_evo.merging import merge_to_disk, parse_merge_config
-
     dfs = config.genome.dfs
     if dfs is None or not dfs.merged_sources:
         return
@@ -85,11 +83,13 @@ class DataFlowSpace(Space):
         refs: list[str] = []
         layers: list[int] = []
         labels: list[str] = []
+        self.merged_recipes: dict[str, dict] = {}  # each merged source's recipe, read and checked once
         for i, source in enumerate(dfs.merged_sources):
             field = f"genome.dfs.merged_sources[{i}]"
             if config.run_dir is None:
                 raise UserError(f"{field}: a merged source is written into the run folder; give run_dir")
-            n = recipe_layers(load_recipe(source.recipe, f"{field}.recipe"))
+            self.merged_recipes[source.name] = load_recipe(source.recipe, f"{field}.recipe")
+            n = recipe_layers(self.merged_recipes[source.name])
             if not n:
                 raise UserError(f"{field}.recipe: its layer count cannot be read from its models' config.json")
             refs.append(str(merged_source_dir(config.run_dir, source.name)))
@@ -115,7 +115,6 @@ class DataFlowSpace(Space):
                     "names), so a scale gene would change nothing; set scale: false"
                 )
         self.max_layers = dfs.max_layers or max(layers)
-        self.n_layers = max(layers)
         # the sequence: (source, layer) for every source's layers, repeated
         self.slots = [(m, layer) for _ in range(dfs.repeats) for m in range(len(refs)) for layer in range(layers[m])]
         self.group_prefixes = [

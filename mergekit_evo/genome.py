@@ -131,10 +131,6 @@ class Space:
     def to_dict(self, x: np.ndarray) -> dict:
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """One line for the run's log: what the genome searches."""
-        return f"genome: {self.dim} genes"
-
     def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
         return MergeConfiguration.model_validate(self.to_dict(x))
 
@@ -248,6 +244,7 @@ class GenomeSpace(Space):
         )
 
     def describe(self) -> str:
+        """One line for the run's log: what the genome searches."""
         methods = " or ".join(self.methods)
         tensors = (
             f", tensor groups {', '.join(self.config.genome.filters)} and the rest" if len(self.filters) > 1 else ""
