@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import RunFailure, UserError
 
 
 def _quiet_libraries() -> None:
@@ -177,8 +177,18 @@ def run(config: Path, run_dir: Path | None, max_evaluations: int | None, seed: i
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs).")
-def resume(run_dir: Path, no_progress: bool) -> None:
+@click.option(
+    "--accept-inputs",
+    is_flag=True,
+    help="For a run whose fingerprint.json is missing: record the current models, genome, seed and items as the "
+    "run's (you vouch that its records were scored with them).",
+)
+def resume(run_dir: Path, no_progress: bool, accept_inputs: bool) -> None:
     """Continue a stopped run from RUN_DIR, re-scoring nothing it has recorded.
+
+    \b
+    The optimizer is rebuilt by replaying the recorded candidates through it, so candidates.jsonl is the run's
+    memory: a resume refuses, in one line, a run whose log, fingerprint.json or selection.json is missing.
 
     \b
     Example:
@@ -187,7 +197,11 @@ def resume(run_dir: Path, no_progress: bool) -> None:
     from mergekit_evo.search import Evolution
 
     _quiet_libraries()
-    _start_or_resume(lambda: Evolution.resume(run_dir, log=click.echo), run_dir, progress=not no_progress)
+    _start_or_resume(
+        lambda: Evolution.resume(run_dir, log=click.echo, accept_inputs=accept_inputs),
+        run_dir,
+        progress=not no_progress,
+    )
 
 
 @cli.command(context_settings={"max_content_width": 110})
@@ -445,10 +459,11 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    help="Write the page here. Default: RUN_DIR/report.html, which needs the run to be stopped or finished; "
-    "a running one is only read, so give --out for it.",
+    help="Write the page here, outside any run folder. Default: RUN_DIR/report.html, which needs the run to be "
+    "stopped or finished; a running one is only read, so give --out for it.",
 )
-def report(run_dir: Path, out: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Let --out replace an existing file that is not a mergekit-evo report.")
+def report(run_dir: Path, out: Path | None, force: bool) -> None:
     """Write report.html for RUN_DIR: its plots in one file that opens offline in any browser.
 
     \b
@@ -456,6 +471,7 @@ def report(run_dir: Path, out: Path | None) -> None:
     plain merges; per-task scores on search, validation and held-out items; the chosen genome as a heat map and
     each gene's trajectory; the Pareto front (multi-objective runs); a cheap estimator against full scores; the
     recipe and the mergekit-yaml command that rebuilds it. It may be made at any time, also while the run goes on.
+    It reads the run and writes only report.html (or --out): the record log is never touched.
 
     \b
     Examples:
@@ -477,27 +493,67 @@ def report(run_dir: Path, out: Path | None) -> None:
                 "give --out FILE to write the report elsewhere"
             )
         text = report_html(load_view(run_dir, log=say))
-        store.lock()  # the run's one writer for the moment it takes: a `resume` started meanwhile is refused
+        store.lock(repair=False)  # the one writer for the moment it takes (a `resume` meanwhile is refused); no repair
         try:
             store.write_text(RunStore.REPORT_HTML, text)
         finally:
             store.unlock()
         click.echo(store.file(RunStore.REPORT_HTML))
         return
+    check_report_target(out, force)
     text = report_html(load_view(run_dir, log=say))
     with disk_errors(out):
         write_atomically(out, text.encode())
     click.echo(out)
 
 
+REPORT_MARK = b"<title>mergekit-evo run "  # what every report.html carries near its start
+
+
+def check_report_target(out: Path, force: bool) -> None:
+    """Where `report --out` may write: a new file, or a report it wrote before (any file with --force), in an
+    existing folder that is no part of a run folder (a view never writes into a run)."""
+    from mergekit_evo.runs import RunStore
+
+    if out.is_dir():
+        raise UserError(f"--out: {out} is a folder; name the HTML file to write, e.g. {out / 'report.html'}")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise UserError(f"--out: the folder {parent} does not exist; create it first, or name a file in another")
+    for folder in (parent, *parent.parents):
+        resolved = folder.resolve()
+        for candidate in dict.fromkeys((folder, resolved)):
+            if RunStore(candidate).parts():
+                raise UserError(
+                    f"--out: {out} is inside the run folder {candidate}; write the report outside it "
+                    f"(`mergekit-evo report {candidate}` rebuilds its own report.html)"
+                )
+    if os.path.lexists(out) and not force:
+        if out.is_symlink() or not out.is_file():
+            raise UserError(f"--out: {out} is not a plain file; name another, or add --force to replace it")
+        with out.open("rb") as f:
+            head = f.read(4096)
+        if REPORT_MARK not in head:
+            raise UserError(
+                f"--out: {out} exists and is not a mergekit-evo report; name another file, or add --force to replace it"
+            )
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--port", type=int, default=8765, show_default=True, help="Port to serve on; 0 picks a free one.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to serve on; 0 picks a free one.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to bind. Only this machine can reach the default; 0.0.0.0 opens it to the network.",
+    help="Address to bind. Only this machine can reach the default, and only requests addressed to localhost names "
+    "(or to this address) are answered; 0.0.0.0 opens it to the network.",
 )
 @click.option("--poll", type=float, default=2.0, show_default=True, help="Seconds between the page's checks.")
 def dashboard(run_dir: Path, port: int, host: str, poll: float) -> None:
@@ -551,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as e:
         click.echo(str(e), err=True)
         sys.exit(130)
-    except AllFailed as e:
+    except (AllFailed, RunFailure) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(1)
     except click.exceptions.Abort as e:
@@ -559,6 +615,10 @@ def main(argv: list[str] | None = None) -> None:
             raise e.__cause__ from None  # click turns any EOFError into Abort; one that is not Ctrl-D is a bug to show
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as e:  # a bad flag or argument: one line, as every other mistake is
+        where = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{where}", err=True)
+        sys.exit(2)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

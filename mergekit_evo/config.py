@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -26,8 +26,28 @@ from pydantic import (
 from mergekit_evo.errors import UserError, close_matches
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a boolean (bool itself, Any, or a union or container holding one)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation) if not isinstance(arg, (str, int)))
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Every config section: unknown keys refused, numbers finite, and no `true` read as 1 where a number belongs
+    (pydantic's lax mode would take `population: true` as a population of 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, value in data.items():
+                info = cls.model_fields.get(name) if isinstance(name, str) else None
+                if isinstance(value, bool) and info is not None and not _takes_bool(info.annotation):
+                    raise ValueError(f"{name}: {str(value).lower()} is a yes/no value; give a number or a name here")
+        return data
 
 
 Seed = Annotated[int, Field(ge=0, lt=2**32, description="numpy and torch take seeds in [0, 2**32)")]
@@ -158,7 +178,8 @@ class PluginChoice(_Strict):
 
 class OptimizerConfig(PluginChoice):
     name: str = "random"
-    population: int = Field(8, ge=1)
+    # a candidate is a merge: ten thousand per generation is past any budget, and a larger one only exhausts memory
+    population: int = Field(8, ge=1, le=10_000)
 
 
 class AuditConfig(_Strict):
@@ -437,6 +458,39 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (plain PyYAML keeps the last one silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if not isinstance(key, (str, int, float, bool)):
+            continue  # an unhashable key is refused by PyYAML itself
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (a key may appear once; remove one)", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml_text(text: str, where: Path | str) -> Any:
+    """YAML from a file's text, safely (no tags that build objects), duplicate keys refused; one line naming `where`."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None)
+        mark = getattr(e, "problem_mark", None)
+        if problem and mark is not None:
+            raise UserError(f"{where}: line {mark.line + 1}: {problem}") from None
+        raise UserError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def load_yaml_mapping(path: Path) -> dict:
     """A config file's YAML (environment variables expanded), refused in one line when it is not a mapping."""
     path = Path(path)
@@ -445,9 +499,10 @@ def load_yaml_mapping(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(os.path.expandvars(path.read_text()))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    data = load_yaml_text(os.path.expandvars(text), path)
     if not isinstance(data, dict):
         raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
     return data

@@ -3,7 +3,9 @@
 The server only reads: each page polls its run's state, which is rebuilt from the run directory when one of the files
 it shows has changed (sizes and times, see `run_view.version`), so there is no database and nothing to keep in sync.
 It serves its page, plotly.js (from the installed plotly package: the page works offline) and a short list of the
-run's own files; any other path is 404. It binds to 127.0.0.1 unless told otherwise.
+run's own files (regular files only, never through a symbolic link: files.read_inside); any other path is 404. It
+binds to 127.0.0.1 unless told otherwise, and then answers only requests addressed to a localhost name, so a web page
+that rebinds its own DNS name to 127.0.0.1 cannot read the runs through the visitor's browser.
 
 Given a folder of runs (`dashboard runs/`), the first page lists them with their best-so-far curves side by side.
 """
@@ -11,6 +13,7 @@ Given a folder of runs (`dashboard runs/`), the first page lists them with their
 from __future__ import annotations
 
 import html
+import os
 import re
 import threading
 from collections.abc import Callable
@@ -24,6 +27,7 @@ import plotly.offline
 
 from mergekit_evo.errors import UserError
 from mergekit_evo.figures import LAYOUT, best_so_far
+from mergekit_evo.files import read_inside
 from mergekit_evo.report_html import page, state, to_json
 from mergekit_evo.run_view import RunView, load_view, version
 from mergekit_evo.runs import RunStore
@@ -35,8 +39,33 @@ SERVED = re.compile(
 TYPES = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8"}
 
 
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
 def is_run(path: Path) -> bool:
-    return (path / RunStore.CONFIG).is_file()
+    return os.path.lexists(path / RunStore.CONFIG) and path.is_dir()
+
+
+def allowed_hosts(host: str) -> set[str] | None:
+    """The Host header names a request may carry when serving on `host` (None: any, for a wildcard address, whose
+    names cannot be known here)."""
+    if host in ("0.0.0.0", "::", ""):
+        return None
+    return {*LOCAL_NAMES, host.strip("[]").lower()}
+
+
+def host_allowed(header: str | None, allowed: set[str] | None) -> bool:
+    """Whether a request's Host header names this server (its port stripped); a missing one is refused."""
+    if allowed is None:
+        return True
+    if not header:
+        return False
+    name = header.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.split(":")[0]
+    return name in allowed
 
 
 class Dashboard:
@@ -60,7 +89,8 @@ class Dashboard:
     def runs(self) -> dict[str, Path]:
         if self.single:
             return {self.root.resolve().name: self.root}
-        return {p.name: p for p in sorted(self.root.iterdir()) if p.is_dir() and is_run(p)}
+        # a link among the runs is not followed: the folder's own runs only
+        return {p.name: p for p in sorted(self.root.iterdir()) if not p.is_symlink() and is_run(p)}
 
     def plotly_js(self) -> bytes:
         if self._plotly is None:
@@ -156,9 +186,10 @@ class Dashboard:
         if rest == "state":
             return self._state(self.run_state(name, runs[name]), since)
         if rest.startswith("files/") and SERVED.match(rest[len("files/") :]):
-            file = runs[name] / rest[len("files/") :]
-            if file.is_file():
-                return 200, TYPES.get(file.suffix, "text/plain; charset=utf-8"), file.read_bytes()
+            relative = rest[len("files/") :]
+            data = read_inside(runs[name], relative)  # a link or a non-file is a UserError: 500 with its line
+            if data is not None:
+                return 200, TYPES.get(Path(relative).suffix, "text/plain; charset=utf-8"), data
         return 404, "text/plain", b"not found"
 
     @staticmethod
@@ -171,6 +202,9 @@ class Dashboard:
 
 def make_server(dashboard: Dashboard, host: str, port: int) -> ThreadingHTTPServer:
     """The HTTP server (not yet serving); a port in use is one line naming another to try."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port: {port} is not a port; give one from 1 to 65535, or 0 for any free one")
+    allowed = allowed_hosts(host)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802  (the name http.server dispatches to)
@@ -181,7 +215,10 @@ def make_server(dashboard: Dashboard, host: str, port: int) -> ThreadingHTTPServ
 
         def _answer(self, send_body: bool) -> None:
             try:
-                status, kind, body = dashboard.route(self.path)
+                if not host_allowed(self.headers.get("Host"), allowed):
+                    status, kind, body = 421, "text/plain", b"this dashboard answers requests to its own address only"
+                else:
+                    status, kind, body = dashboard.route(self.path)
             except UserError as e:  # a run folder that became unreadable while the page was open
                 status, kind, body = 500, "text/plain", str(e).encode()
             self.send_response(status)
@@ -208,7 +245,7 @@ def serve(root: Path, host: str, port: int, log: Callable[[str], None], poll_ms:
     server = make_server(Dashboard(root, poll_ms), host, port)
     bound_port = server.server_address[1]
     log(f"dashboard of {root} on http://{host}:{bound_port}/ (read-only; Ctrl-C stops it)")
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOCAL_NAMES:
         log(f"note: bound to {host}: anyone who can reach this machine on port {bound_port} can read these runs")
     try:
         server.serve_forever()

@@ -16,6 +16,10 @@ class UserError(Exception):
     """A wrong config, path or argument: the message names what is wrong and how to fix it."""
 
 
+class RunFailure(Exception):
+    """The run's own failure, not the user's mistake (a plugin that breaks its contract): one line, exit status 1."""
+
+
 def close_matches(name: str, valid: list[str]) -> str:
     """`valid: a, b, c; did you mean b?`: the tail of a message refusing an unknown `name`."""
     near = difflib.get_close_matches(name, valid, n=3)

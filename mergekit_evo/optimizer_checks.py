@@ -117,26 +117,25 @@ def front_quality(
     return hypervolume_2d(seen, (-extent, -extent)) / extent**2
 
 
-def asks_after_resume(optimizer, objective, generations: int, resume_at: int, items=None):
-    """Every generation an optimizer asks for, once uninterrupted and once pickled at `resume_at` and restored.
+def asks_after_resume(make, objective, generations: int, resume_at: int, items=None):
+    """Every generation an optimizer asks for, once uninterrupted and once resumed at `resume_at` as a run resumes.
 
-    This is what a run does on resume (the pickle is its checkpoint); numpy's global random state is churned in
-    between, as other code in the process would. Both lists must be equal for the optimizer to be resumable.
+    `make()` builds the optimizer (the same arguments each time). A run stores no optimizer: on resume it builds a
+    new one and replays the recorded generations through it (ask, then tell the recorded fitness), so the new one
+    must ask exactly what the first did. numpy's global random state is churned before the replay, as other code in
+    the process would. Both lists must be equal for the optimizer to be resumable.
     """
-    import pickle
 
     def step(opt):
         xs = opt.ask()
         _tell(opt, xs, np.array([np.atleast_1d(objective(x)) for x in xs]), items)
         return xs
 
-    straight, resumed = [], []
-    for g in range(generations):
-        if g == resume_at:
-            saved = pickle.dumps(optimizer)
-        straight.append(step(optimizer))
-    restored = pickle.loads(saved)
-    np.random.seed(12345)
+    np.random.seed(0)
+    first = make()
+    straight = [step(first) for _ in range(generations)]
+    np.random.seed(12345)  # an optimizer drawing from numpy's global state would now ask other candidates
     np.random.random(1000)
-    resumed = [step(restored) for _ in range(resume_at, generations)]
-    return straight[resume_at:], resumed
+    replayed = make()
+    resumed = [step(replayed) for _ in range(generations)]
+    return straight[resume_at:], resumed[resume_at:]

@@ -1,8 +1,9 @@
 """The ask/tell interface every optimizer implements, and the core's `random` search.
 
 Optimizers work in the unit cube [0,1]^d and maximise every objective. A failed candidate is told as NaN; each
-optimizer decides how to treat it (the built-ins rank it below every scored one). An optimizer's whole state is
-pickled with the run after each generation, and a resumed run must propose exactly what the original would.
+optimizer decides how to treat it (the built-ins rank it below every scored one). No optimizer is stored with a run:
+a resumed run builds a new one with the same arguments and replays the recorded generations through it (see
+`Optimizer`), so nothing in a run folder is ever unpickled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,14 @@ from mergekit_evo.hookspecs import hookimpl
 class Optimizer(ABC):
     """Subclass, declare `Options` (a pydantic model), implement `ask` and `tell`; register the class with
     `register_optimizers`.
+
+    The resume contract: an optimizer is deterministic given its constructor's arguments and the sequence of
+    `tell`s. Keep every random draw on `self` (a `numpy.random.Generator` seeded from `seed`), never numpy's or
+    Python's global state, the clock or the process. A resumed run builds a new optimizer, asks and tells it every
+    recorded generation in order (the fitness as recorded), checks each replayed `ask` against the recorded genomes
+    (refusing the resume in one line if one differs) and goes on from there. `optimizer_checks.asks_after_resume`
+    tests exactly this; an optimizer with `asynchronous = True` is replayed with each `tell` right after its `ask`,
+    which is the same to it since its asks do not depend on tells.
 
     The run builds it once, with keywords only: `dim` genes in [0, 1]; `n_objectives` (more than 1 only for
     optimizers with `multi_objective = True`; others get the weighted sum); the run's `seed`; `population`

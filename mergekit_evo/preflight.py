@@ -3,7 +3,9 @@
 mergekit merges tensor by tensor, so models that do not share an architecture, a layer count or tensor shapes make
 every candidate fail (or, worse, a few), and a model whose config.json does not describe its weights fails inside
 transformers with a traceback. All of this can be read from config.json and the safetensors headers in milliseconds,
-and told in one line.
+and told in one line. So can what would fail only later, after the run folder exists: weights cut short or kept as
+pickles (which run code when loaded), a missing tokenizer or one that needs remote code, and items the scoring model
+cannot take (a choice that adds no token, a prompt longer than the model's context).
 """
 
 from __future__ import annotations
@@ -34,19 +36,120 @@ def read_model_config(field: str, ref: str) -> dict:
     return data
 
 
-def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]] | None:
-    """Tensor name -> shape from the safetensors headers (nothing is loaded); None when the weights are not safetensors."""
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+
+
+def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the safetensors headers (nothing is loaded). A folder whose weights are missing, cut
+    short, or kept only as pickles is refused: a pickle runs code when it is loaded, and mergekit would load it."""
     files = sorted(Path(ref).glob("*.safetensors"))
     if not files:
-        return None
+        pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in Path(ref).glob(pattern))
+        if pickled:
+            raise UserError(
+                f"{field}: {ref} keeps its weights as {pickled[0]}, a pickle, which can run code when loaded; convert "
+                "them to safetensors where you trust the file (save_pretrained(..., safe_serialization=True))"
+            )
+        raise UserError(f"{field}: {ref} holds no weights (no *.safetensors file); point it at a saved model")
     shapes: dict[str, tuple[int, ...]] = {}
     for path in files:
         try:
             tensors = safetensors_tensors(path)
-        except (OSError, ValueError) as e:
+            end = max((int(info["data_offsets"][1]) for info in tensors.values()), default=0)
+            with path.open("rb") as f:
+                header = int.from_bytes(f.read(8), "little")
+            size = path.stat().st_size
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as e:
             raise UserError(f"{field}: {path} is not a readable safetensors file ({type(e).__name__})") from None
+        if size < 8 + header + end:
+            raise UserError(
+                f"{field}: {path} is cut short ({size} bytes of the {8 + header + end} its header describes); "
+                "copy or download the model again"
+            )
         shapes.update({name: tuple(info["shape"]) for name, info in tensors.items()})
     return shapes
+
+
+def check_tokenizer(field: str, ref: str) -> None:
+    """Each input is scored with its own tokenizer: it must be there and load without remote code."""
+    folder = Path(ref)
+    settings = folder / "tokenizer_config.json"
+    if settings.is_file():
+        try:
+            data = json.loads(settings.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise UserError(f"{field}: {settings} cannot be read as JSON ({type(e).__name__}); restore it") from None
+        if isinstance(data, dict) and "auto_map" in data:
+            raise UserError(
+                f"{field}: {settings} names a tokenizer class of its own (auto_map), which is remote code, and models "
+                "load without remote code here; use a tokenizer class transformers ships"
+            )
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(
+            f"{field}: {ref} holds no tokenizer ({', '.join(TOKENIZER_FILES)}); save the tokenizer beside the model"
+        )
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(ref, trust_remote_code=False)
+    except Exception as e:  # transformers fails in many ways on a damaged tokenizer
+        raise UserError(
+            f"{field}: transformers cannot load the tokenizer in {ref} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); restore it"
+        ) from None
+
+
+def context_length(model_config: dict) -> int | None:
+    """The longest sequence a model takes, as its config.json says (None when it does not say)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = model_config.get(key)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_item_lengths(config: EvolveConfig, tasks: dict) -> None:
+    """Refuse items the scoring model cannot take, before the run folder exists: a multiple-choice choice that adds
+    no token after its prompt, and a prompt (with its longest continuation) past the model's context."""
+    from mergekit_evo.tasks import NativeTask
+
+    native = {name: task for name, task in tasks.items() if isinstance(task, NativeTask)}
+    local = [
+        (f, r) for f, r in sorted(config.labelled_inputs(), key=lambda fr: fr[0] != "base_model") if Path(r).is_dir()
+    ]
+    if not native or not local:
+        return
+    from transformers import AutoTokenizer
+
+    field, ref = local[0]
+    limit = context_length(read_model_config(field, ref))
+    tokenizer = AutoTokenizer.from_pretrained(ref, trust_remote_code=False)
+
+    def count(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    for name, task in native.items():
+        for split, items in (
+            ("items", task.items),
+            ("validation_items", task.validation_items),
+            ("test_items", task.test_items),
+        ):
+            for item in items or ():
+                where = f"tasks.{name}.{split}: item {item.id!r}"
+                if task.config.mode == "mc":
+                    context = count(item.prompt)
+                    for choice in item.choices:
+                        whole = count(item.prompt + " " + choice)
+                        if whole <= context:
+                            raise UserError(f"{where}: choice {choice!r} adds no token to its prompt; give it text")
+                        if limit is not None and whole > limit:
+                            raise UserError(
+                                f"{where}: its prompt and choice {choice!r} take {whole} tokens, past the model's "
+                                f"context ({limit}); shorten the prompt"
+                            )
+                elif limit is not None and count(item.prompt) + count(item.target or "") + 8 > limit:
+                    raise UserError(f"{where}: its prompt and answer do not fit the model's context ({limit} tokens)")
 
 
 def expected_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:
@@ -95,12 +198,12 @@ def check_inputs(config: EvolveConfig) -> None:
     local = [(field, ref) for field, ref in labelled if Path(ref).is_dir()]
     if not local:
         return
-    reference: tuple[str, str, dict, dict | None] | None = None
+    reference: tuple[str, str, dict, dict] | None = None
     for field, ref in local:
         model_config = read_model_config(field, ref)
         shapes = weight_shapes(field, ref)
-        if shapes is not None:
-            check_config_matches_weights(field, ref, shapes)
+        check_config_matches_weights(field, ref, shapes)
+        check_tokenizer(field, ref)
         if reference is None:
             reference = (field, ref, model_config, shapes)
             continue
@@ -118,8 +221,6 @@ def check_inputs(config: EvolveConfig) -> None:
                 f"{field}: {Path(ref).name} has {layers} layers but {first} has {ref_layers}; the models "
                 "of a merge share a layer count (mergekit's `slices` can stack other layouts)"
             )
-        if shapes is None or ref_shapes is None:
-            continue
         for name, shape in shapes.items():
             if name in ref_shapes and ref_shapes[name] != shape:
                 raise UserError(

@@ -99,7 +99,7 @@ def version(path: Path) -> str:
     parts = [RunLock(path, RunStore.LOCK).holder() or "-"]
     for name in WATCHED:
         try:
-            stat = os.stat(path / name)
+            stat = os.lstat(path / name)
             parts.append(f"{stat.st_size}.{stat.st_mtime_ns}")
         except OSError:
             parts.append("-")
@@ -107,12 +107,8 @@ def version(path: Path) -> str:
 
 
 def _estimator_state(store: RunStore) -> Any:
-    """What the estimator had learned at the latest checkpoint; None where a checkpoint cannot be read here (its
-    optimizer's plugin is not installed on this machine, say)."""
-    try:
-        latest = store.latest_checkpoint()
-    except Exception:  # unpickling needs the run's plugins; without them the view only loses the calibration plot
-        return None
+    """What the estimator had learned at the latest checkpoint (JSON; a damaged one is reported and skipped)."""
+    latest = store.latest_checkpoint()
     return None if latest is None else latest[1].get("estimator")
 
 
@@ -136,8 +132,8 @@ def load_view(path: Path, log: Callable[[str], None] | None = None) -> RunView:
         selection=store.read_json(RunStore.SELECTION),
         responses=store.read_log(store.responses_path, dict).rows if store.responses_path.exists() else [],
         estimator_state=_estimator_state(store) if config.estimator.name != "full" else None,
-        report_md=report.read_text() if report.is_file() else None,
-        ended=report.is_file() and _mtime(report) >= _mtime(store.candidates_path),
+        report_md=store.read_text(RunStore.REPORT),
+        ended=os.path.lexists(report) and _mtime(report) >= _mtime(store.candidates_path),
         version=before,
     )
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO
 
 from mergekit_evo.errors import UserError
-from mergekit_evo.files import disk_errors
+from mergekit_evo.files import disk_errors, open_inside
 
 
 class RunLock:
@@ -34,7 +34,7 @@ class RunLock:
         if self._file is not None:
             return
         with disk_errors(self.path, then="try again"):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_inside(self.run_dir, self.path.name, os.O_RDWR | os.O_CREAT)  # never a pid through a link
         f = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -55,8 +55,8 @@ class RunLock:
         """The pid of the process writing the run now, or None; a reader's check: it opens the file read-only, takes
         at most a shared lock for an instant, and writes nothing."""
         try:
-            f = open(self.path, "rb")
-        except OSError:  # no lock file: no run ever held it
+            f = os.fdopen(open_inside(self.run_dir, self.path.name), "rb")
+        except (OSError, UserError):  # no lock file (no run ever held it), or none a run could have held
             return None
         with f:
             try:

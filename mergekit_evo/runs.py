@@ -7,8 +7,11 @@ Layout (every name is spelled here and nowhere else):
   candidates.jsonl    one record per scored candidate, appended, flushed and fsynced as soon as it is scored
   responses.jsonl     whole-item-set scores that estimators learn from (IRT), appended the same way
   estimator/          what such an estimator fitted (NAME.json)
-  checkpoints/        the optimizer's pickled state before each generation's `ask` (gen-0003.pkl), with what an
-                      audited estimator refitted
+  checkpoints/        JSON, one per generation told (gen-0003.json: generation 3 is the next to ask): the run's
+                      elapsed time and what an audited estimator refitted. The optimizer is not stored: it is
+                      rebuilt by replaying the records of the generations before through a new, seeded optimizer
+                      (search.py), so nothing in a run folder is ever unpickled. gen-*.pkl files of runs written
+                      before 0.2 are never opened (their generation is read from the name).
   selection.json      the item ids each task is scored on (fixed for the whole run)
   inputs.json         the input models' scores on the same items and on the held-out items
   best.yaml           the best candidate as a plain mergekit YAML (`mergekit-yaml best.yaml OUT` runs it)
@@ -21,14 +24,16 @@ Layout (every name is spelled here and nowhere else):
   report.html         the same with plots, one self-contained file (report_html.py; `mergekit-evo report` rebuilds it)
   pareto.jsonl        multi-objective runs: the non-dominated candidates, each also as pareto/candidate-NNNN.yaml
 
-Guarantees (tested in tests/test_run_store.py): only the process holding `run.lock` writes; a record, once appended,
-is never rewritten or removed; a line that cannot be read is reported and skipped, never deleted.
+Guarantees (tested in tests/test_run_store.py and tests/test_run_safety.py): only the process holding `run.lock`
+writes; a record, once appended, is never rewritten or removed; a line that cannot be read is reported and skipped,
+never deleted; no file is unpickled or executed, and no symbolic link below the folder is followed (files.py).
 """
 
 from __future__ import annotations
 
 import json
-import pickle
+import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -37,7 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mergekit_evo.config import EvolveConfig, parse_config
+from mergekit_evo.config import EvolveConfig, load_yaml_text, parse_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import (
     BadLine,
@@ -46,6 +51,7 @@ from mergekit_evo.files import (
     cut_torn_tail,
     disk_errors,
     read_jsonl,
+    read_text_inside,
     write_atomically,
 )
 from mergekit_evo.runlock import RunLock
@@ -107,6 +113,10 @@ class CandidateRecord:
         if data["status"] == "ok":
             if not isinstance(data.get("fitness"), (int, float)) or not isinstance(data.get("objectives"), list):
                 raise ValueError("an ok record needs fitness and objectives")
+            if not math.isfinite(data["fitness"]) or not all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in data["objectives"]
+            ):
+                raise ValueError("its fitness is not a finite number")
             if not isinstance(data.get("tasks"), dict):
                 raise ValueError("tasks is not a mapping")
         if data.get("audit") is not None and not isinstance(data["audit"], dict):
@@ -153,6 +163,10 @@ class RunStore:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def read_text(self, name: str) -> str | None:
+        """A run file's text (None when absent), opened without following a link out of the folder (files.py)."""
+        return read_text_inside(self.path, name)
+
     @property
     def candidates_path(self) -> Path:
         return self.file(self.CANDIDATES)
@@ -166,7 +180,7 @@ class RunStore:
 
     def parts(self) -> list[str]:
         """The parts of a run this folder holds (empty for a new or unrelated folder)."""
-        return [name for name in self.PARTS if self.file(name).exists()]
+        return [name for name in self.PARTS if os.path.lexists(self.file(name))]
 
     # -------------------------------------------------------------------------------- creation, opening, locking
 
@@ -215,19 +229,21 @@ class RunStore:
         path = Path(path)
         store = cls(path, log)
         config_path = store.file(cls.CONFIG)
-        if not config_path.is_file():
+        if not os.path.lexists(config_path) or not path.is_dir():
             what = "does not exist" if not path.exists() else "is a file" if not path.is_dir() else "has no config.yaml"
             raise UserError(f"{path} is not a run directory ({what}); start a run with `mergekit-evo run CONFIG`")
-        try:
-            data = yaml.safe_load(config_path.read_text())
-        except yaml.YAMLError as e:
-            raise UserError(f"{config_path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        text = store.read_text(cls.CONFIG)
+        assert text is not None
+        data = load_yaml_text(text, config_path)
         config = parse_config(data, store.path)
         return store, config.model_copy(update={"run_dir": store.path.resolve()})
 
-    def lock(self) -> None:
-        """Become the run's one writer; a torn tail left by an earlier writer's kill is cut from each log."""
+    def lock(self, repair: bool = True) -> None:
+        """Become the run's one writer; a torn tail left by an earlier writer's kill is cut from each log, unless
+        `repair` is False (a view that only writes report.html leaves the logs as they are)."""
         self._lock.acquire()
+        if not repair:
+            return
         for path in (self.candidates_path, self.responses_path):
             with disk_errors(path, then=self.resume_hint()):
                 cut = cut_torn_tail(path)
@@ -256,6 +272,9 @@ class RunStore:
 
     def _mkdir(self, name: str) -> Path:
         folder = self.file(name)
+        if folder.is_symlink() or (os.path.lexists(folder) and not folder.is_dir()):
+            what = "a symbolic link" if folder.is_symlink() else "a file"
+            raise UserError(f"{folder} is {what} where the run keeps a folder; move it away, then {self.resume_hint()}")
         with self.writing(folder):
             folder.mkdir(parents=True, exist_ok=True)
         return folder
@@ -264,7 +283,7 @@ class RunStore:
 
     def read_log(self, path: Path, parse: Callable[[dict], Any]) -> LogRead:
         """A log's rows; each unreadable line is reported once per store, with its number, and skipped, never removed."""
-        result = read_jsonl(path, parse)
+        result = read_jsonl(path, parse, root=self.path)
         for bad in result.bad:
             self._report(path, bad)
         return result
@@ -277,7 +296,22 @@ class RunStore:
             )
 
     def read_records(self) -> LogRead[CandidateRecord]:
-        return self.read_log(self.candidates_path, CandidateRecord.from_row)
+        """The candidate log; a line repeating an earlier record's index (a copied or doubled line) is reported and
+        skipped like an unreadable one: the first record of an index is the one that counts."""
+        result = read_jsonl(self.candidates_path, CandidateRecord.from_row, root=self.path, numbered=True)
+        seen: dict[int, int] = {}
+        kept = []
+        for number, record in result.numbered:
+            if record.index in seen:
+                result.bad.append(BadLine(number, f"index {record.index} repeats line {seen[record.index]}"))
+                continue
+            seen[record.index] = number
+            kept.append(record)
+        result.rows = kept
+        result.bad.sort(key=lambda bad: bad.number)
+        for bad in result.bad:
+            self._report(self.candidates_path, bad)
+        return result
 
     def records(self) -> list[CandidateRecord]:
         """Every readable candidate record, in the order they were recorded."""
@@ -300,37 +334,61 @@ class RunStore:
     # -------------------------------------------------------------------------------- checkpoints
 
     def checkpoint_path(self, generation: int) -> Path:
-        return self.file(self.CHECKPOINTS) / f"gen-{generation:04d}.pkl"
+        return self.file(self.CHECKPOINTS) / f"gen-{generation:04d}.json"
 
     def save_checkpoint(self, generation: int, state: dict) -> None:
-        path = self.checkpoint_path(generation)
-        with self.writing(path):
-            write_atomically(path, pickle.dumps(state))
+        """What a resume needs besides the records, as JSON: `state` holds plain data only (see `latest_checkpoint`)."""
+        self._mkdir(self.CHECKPOINTS)
+        self.write_text(f"{self.CHECKPOINTS}/{self.checkpoint_path(generation).name}", json.dumps(state))
+
+    def checkpoint_generations(self) -> tuple[list[int], bool]:
+        """The generations with a checkpoint, newest first, and whether they are a legacy run's: gen-NNNN.json, or,
+        in a run of an earlier version that has none, the names (never the contents) of its gen-NNNN.pkl files."""
+        folder = self.file(self.CHECKPOINTS)
+        if folder.is_symlink() or not folder.is_dir():
+            return [], False
+        found: dict[str, set[int]] = {"json": set(), "pkl": set()}
+        for path in folder.iterdir():
+            stem, _, suffix = path.name.partition(".")
+            if suffix in found and stem.startswith("gen-") and stem[4:].isdigit():
+                found[suffix].add(int(stem[4:]))
+        legacy = not found["json"]
+        return sorted(found["pkl" if legacy else "json"], reverse=True), legacy
 
     def latest_checkpoint(self) -> tuple[int, dict] | None:
-        """The newest checkpoint that can be read; a damaged one is reported and the one before it used.
+        """The newest checkpoint that can be read, as (generation, state); a damaged one is reported and the one
+        before it used. A generation known only from an earlier version's pickle gives an empty state: the pickle is
+        never opened, and the loop rebuilds the optimizer from the records either way.
 
         Going back one generation costs nothing recorded: the loop asks that generation again, finds its members'
         records and scores only those that have none.
         """
-        paths = sorted(self.file(self.CHECKPOINTS).glob("gen-*.pkl"), reverse=True)
-        for path in paths:
+        generations, legacy = self.checkpoint_generations()
+        if legacy and generations:
+            return generations[0], {"legacy": True}
+        for generation in generations:
+            name = f"{self.CHECKPOINTS}/gen-{generation:04d}.json"
             try:
-                generation = int(path.stem.split("-")[1])
-                return generation, pickle.loads(path.read_bytes())
-            except Exception as e:  # truncated, emptied or garbled: unpickling fails in many ways
-                self.log(f"checkpoint {path.name} cannot be read ({type(e).__name__}); using the one before it")
+                state = json.loads(self.read_text(name) or "")
+                if not isinstance(state, dict):
+                    raise ValueError("not a JSON object")
+                return generation, state
+            except (ValueError, RecursionError, UserError) as e:
+                self.log(
+                    f"checkpoint gen-{generation:04d}.json cannot be read ({type(e).__name__}); using the one before it"
+                )
         return None
 
     # -------------------------------------------------------------------------------- whole files
 
     def read_json(self, name: str) -> Any:
         path = self.file(name)
-        if not path.exists():
+        text = self.read_text(name)
+        if text is None:
             return None
         try:
-            return json.loads(path.read_text())
-        except ValueError:
+            return json.loads(text)
+        except (ValueError, RecursionError):
             raise UserError(f"{path} is not valid JSON; restore it, or move it away to have it rebuilt") from None
 
     def write_json(self, name: str, data: Any) -> None:
@@ -338,9 +396,10 @@ class RunStore:
 
     def write_text(self, name: str, text: str) -> None:
         path = self.file(name)
+        if "/" in name:
+            self._mkdir(name.rsplit("/", 1)[0])
         with self.writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(path, text.encode())
+            write_atomically(path, text.encode(), root=self.path)
 
     def write_lines(self, name: str, rows: list[Any]) -> None:
         """A JSON-lines file, replaced atomically as a whole."""

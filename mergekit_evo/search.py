@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import pickle
+import os
 import time
 import zlib
 from collections import deque
@@ -27,7 +27,7 @@ from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.dataflow import materialize_sources
-from mergekit_evo.errors import UserError
+from mergekit_evo.errors import RunFailure, UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import genome_space, model_label
@@ -41,7 +41,7 @@ from mergekit_evo.plugins import (
     get_plugin_manager,
     registry,
 )
-from mergekit_evo.preflight import check_inputs
+from mergekit_evo.preflight import check_inputs, check_item_lengths
 from mergekit_evo.ranking import best_record, estimate_by, ranked, score_by
 from mergekit_evo.report import report
 from mergekit_evo.report_html import report_html
@@ -128,6 +128,7 @@ class Evolution:
             t.name: self.reg.get("task_backends", t.backend, "tasks", config.providers) for t in config.tasks
         }
         self.tasks = build_tasks(config, self.backends)
+        check_item_lengths(config, self.tasks)
         for i, task in enumerate(self.tasks.values()):
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
                 raise UserError(
@@ -169,13 +170,18 @@ class Evolution:
         return evolution
 
     @classmethod
-    def resume(cls, run_dir: Path, log: Callable[[str], None] = print) -> Evolution:
-        """The run in `run_dir`, locked for this process and checked against the inputs it started with."""
+    def resume(cls, run_dir: Path, log: Callable[[str], None] = print, accept_inputs: bool = False) -> Evolution:
+        """The run in `run_dir`, locked for this process and checked against the inputs it started with.
+
+        A run without fingerprint.json is refused, since nothing then says its records mean what the inputs mean
+        now; `accept_inputs` records the current inputs as the run's instead (the user vouches for them).
+        """
         store, config = RunStore.open(run_dir, log)
         store.lock()
         try:
             evolution = cls(config, store, log=log)
-            evolution._check_fingerprint()
+            evolution._check_log()  # first: a resume refused for any reason writes nothing
+            evolution._check_fingerprint(accept_inputs)
         except BaseException:
             store.unlock()
             raise
@@ -184,12 +190,43 @@ class Evolution:
     def fingerprint(self) -> dict:
         return run_fingerprint(self.config, {name: task.fingerprint() for name, task in self.tasks.items()})
 
-    def _check_fingerprint(self) -> None:
-        """Refuse to add records of another meaning: the models, genome, seed or items changed since the run started."""
+    def _check_log(self) -> tuple[int, dict] | None:
+        """The latest checkpoint, once the log and the checkpoints agree that the run has a past: a log that is gone
+        while checkpoints say the search went on (or records without any checkpoint) is refused, never restarted
+        over, since new candidates would then be numbered and counted as if nothing had been recorded."""
+        checkpoint = self.store.latest_checkpoint()
+        lines = self.store.read_records().lines
+        if checkpoint is None and lines:
+            raise UserError(
+                f"{self.store.path}: {lines} candidates are recorded but checkpoints/ holds no checkpoint, so where "
+                "the search stood is unknown; restore checkpoints/, or start a new run in another folder"
+            )
+        if lines and self.store.read_text(RunStore.SELECTION) is None:
+            raise UserError(
+                f"{self.store.path}: {RunStore.SELECTION} is missing, and the recorded candidates were scored on the "
+                "items it named; restore it, or start a new run in another folder"
+            )
+        if checkpoint is not None and checkpoint[0] > 0 and not lines:
+            missing = "is missing" if not os.path.lexists(self.store.candidates_path) else "is empty"
+            raise UserError(
+                f"{self.store.path}: {RunStore.CANDIDATES} {missing}, but the run reached generation {checkpoint[0]}; "
+                f"restore {RunStore.CANDIDATES} (the record of every candidate), or start a new run in another folder"
+            )
+        return checkpoint
+
+    def _check_fingerprint(self, accept_inputs: bool = False) -> None:
+        """Refuse to add records of another meaning: the models, genome, seed or items changed since the run started.
+        Nothing is written unless the check passes (or the user accepts the current inputs for a run without one)."""
         current = self.fingerprint()
         saved = self.store.read_json(RunStore.FINGERPRINT)
         if saved is None:
-            self.log("this run predates fingerprints: recording its inputs now, so later resumes are checked")
+            if not accept_inputs:
+                raise UserError(
+                    f"{self.store.path}: {RunStore.FINGERPRINT} is missing, so nothing says the models, genome, seed "
+                    "and items are those the records were scored with; restore it, or add --accept-inputs to record "
+                    "the current ones as the run's"
+                )
+            self.log("recording the current inputs as the run's (--accept-inputs), so later resumes are checked")
             self.store.write_json(RunStore.FINGERPRINT, current)
             return
         changed = changes(saved, current)
@@ -371,6 +408,9 @@ class Evolution:
             )
         tasks = self._estimated(outcome.scores)
         objectives, fitness = self._objectives(tasks)
+        if not np.isfinite([fitness, *objectives]).all():  # never ranked, never told: a failure, kept with its scores
+            error = f"estimator {self.config.estimator.name} gave a non-finite estimate ({fitness})"
+            return CandidateRecord(**fields, status="failed", error=error, tasks=tasks, seconds=seconds)
         reasons = self._audit_reasons(outcome.job.index, tasks, fitness)
         if reasons:  # decided here, on the running best as it stands when the result arrives
             flight[outcome.job.index] = {**entry, "seconds": seconds, "scored": (tasks, objectives, fitness, reasons)}
@@ -547,27 +587,27 @@ class Evolution:
             self.log("estimator.audit: the estimate already uses every search item; nothing to audit")
             self.audit = None
         audit_state: dict[str, Any] = {"since": 0, "refits": []}  # the estimator's fit is used from `since` on
-        checkpoint = self.store.latest_checkpoint()
+        checkpoint = self._check_log()
         if checkpoint is None:
-            optimizer = self.optimizer_cls(
-                dim=self.genome.dim,
-                n_objectives=len(self.config.objective_names()),
-                seed=self.config.seed,
-                population=self.config.optimizer.population,
-                options=self.config.optimizer.options,
-                x0=self.genome.initial_point(),
-                steps=self.genome.unit_steps(),
-                depths=self.genome.depths(),
-            )
             generation, elapsed = 0, 0.0
-            self.store.save_checkpoint(0, {"optimizer": optimizer, "elapsed": 0.0})
+            self.store.save_checkpoint(0, {"elapsed": 0.0})
         else:
             generation, state = checkpoint
-            optimizer, elapsed = state["optimizer"], state["elapsed"]
+            if state.get("legacy"):
+                self.log(
+                    f"checkpoint gen-{generation:04d}.pkl comes from an earlier version: pickles are never opened, so "
+                    "the optimizer is rebuilt from the records; its time budget restarts from the records' seconds"
+                    + ("" if self.audit is None else ", and an audited estimator's refits are not restored")
+                )
+                state = {"elapsed": float(sum(r.seconds for r in records))}
+                # a checkpoint N was written once generations before N were complete: never past the records
+                generation = min(generation, 1 + max((r.generation for r in records), default=-1))
+            elapsed = float(state.get("elapsed", 0.0))
             if state.get("estimator") is not None:
                 self.estimator.set_state(state["estimator"])
-            audit_state = state.get("audit", audit_state)
+            audit_state = state.get("audit") or audit_state
             self.log(f"resuming at generation {generation} with {len(records)} recorded candidates")
+        optimizer = self.replayed_optimizer(records, generation)
         by_position = {(r.generation, r.member): r for r in records}
         by_yaml = {r.merge_yaml: r for r in records if r.ok}
         started = time.perf_counter() - elapsed
@@ -583,7 +623,6 @@ class Evolution:
         flight: dict[int, dict[str, Any]] = {}  # index -> the candidate's fields, while its job is out
         sending: dict[str, int] = {}  # merge_yaml -> the index of the job out for it
         waiting: dict[str, list[tuple[int, int]]] = {}  # merge_yaml -> members waiting for that job's record
-        snapshots: dict[int, bytes] = {}  # generation -> the optimizer before its ask, while earlier ones are open
         to_ask = to_tell = generation
 
         def record_new(record: CandidateRecord) -> None:
@@ -649,10 +688,7 @@ class Evolution:
 
         def ask() -> None:
             nonlocal to_ask
-            before = pickle.dumps(optimizer) if open_generations else None
-            xs = np.clip(np.asarray(optimizer.ask(), dtype=float), 0.0, 1.0)
-            if before is not None:
-                snapshots[to_ask] = before
+            xs = self._asked(optimizer)
             bar = tqdm(total=len(xs), desc=f"generation {to_ask}", disable=not progress, leave=True)
             open_generations[to_ask] = _Generation(xs, np.full((len(xs), n_objectives), np.nan), bar)
             for member in range(len(xs)):
@@ -678,11 +714,9 @@ class Evolution:
                         self._refit_if_drifting(records, to_tell, audit_state)
                     self.log(describe(self._write_audit(records, audit_state)))
                 to_tell += 1
-                snapshot = snapshots.pop(to_tell, None)
                 self.store.save_checkpoint(
                     to_tell,
                     {
-                        "optimizer": optimizer if snapshot is None else pickle.loads(snapshot),
                         "elapsed": time.perf_counter() - started,
                         "estimator": self.estimator.get_state(),
                         "audit": audit_state,
@@ -709,13 +743,78 @@ class Evolution:
         executor.close()  # the local worker lets go of its model before the run's end merges candidates again
         return self.finish(records, inputs)
 
-    def _item_scores(self, members: list[CandidateRecord]) -> np.ndarray:
+    def _new_optimizer(self) -> Any:
+        return self.optimizer_cls(
+            dim=self.genome.dim,
+            n_objectives=len(self.config.objective_names()),
+            seed=self.config.seed,
+            population=self.config.optimizer.population,
+            options=self.config.optimizer.options,
+            x0=self.genome.initial_point(),
+            steps=self.genome.unit_steps(),
+            depths=self.genome.depths(),
+        )
+
+    def _asked(self, optimizer: Any) -> np.ndarray:
+        """The optimizer's next generation, checked: a plugin's wrong shape or non-finite value is one line naming it
+        (values outside [0, 1] are clipped to the cube, as the interface allows)."""
+        xs = np.asarray(optimizer.ask(), dtype=float)
+        if xs.ndim != 2 or xs.shape[1] != self.genome.dim or len(xs) == 0:
+            raise RunFailure(
+                f"optimizer {self.config.optimizer.name} asked for an array of shape {xs.shape}; "
+                f"the interface wants (population, {self.genome.dim}); report it to the plugin's authors"
+            )
+        if not np.isfinite(xs).all():
+            raise RunFailure(
+                f"optimizer {self.config.optimizer.name} asked for a candidate with a non-finite gene; "
+                "report it to the plugin's authors"
+            )
+        return np.clip(xs, 0.0, 1.0)
+
+    def replayed_optimizer(self, records: list[CandidateRecord], generations: int) -> Any:
+        """A new optimizer, seeded as the run's, told the recorded generations before `generations` again.
+
+        This is how a run resumes without storing the optimizer: an optimizer is deterministic given its seed, its
+        options and what it is told (the plugin contract, `Optimizer`'s docstring), so asking and telling it the
+        recorded generations in order puts it exactly where the run stood. Each replayed ask is compared with the
+        genomes on record, so an optimizer that does not reproduce its run is refused rather than followed.
+        """
+        optimizer = self._new_optimizer()
+        by_position = {(r.generation, r.member): r for r in records}
+        for generation in range(generations):
+            xs = self._asked(optimizer)
+            members: list[CandidateRecord | None] = []
+            for member, x in enumerate(xs):
+                record = by_position.get((generation, member))
+                if record is None:  # its line cannot be read (reported above): told as a failure, and said so
+                    self.log(
+                        f"generation {generation} member {member} has no readable record: the optimizer is told it "
+                        "failed, so from here it may propose other candidates than the run first did (restore the "
+                        "line to resume exactly)"
+                    )
+                    members.append(None)
+                    continue
+                if record.genome != [float(v) for v in x]:
+                    raise UserError(
+                        f"{self.store.path}: optimizer {self.config.optimizer.name} proposes other candidates than "
+                        f"recorded (generation {generation}, member {member}) when its records are replayed; resume "
+                        "with the plugin version that wrote the run, or start a new run"
+                    )
+                members.append(record)
+            fitness = np.full((len(xs), len(self.config.objective_names())), np.nan)
+            for record in members:  # as the loop fills a generation: failed members stay NaN
+                if record is not None and record.ok:
+                    fitness[record.member] = record.objectives
+            tell(optimizer, xs, fitness, functools.partial(self._item_scores, members))
+        return optimizer
+
+    def _item_scores(self, members: Sequence[CandidateRecord | None]) -> np.ndarray:
         """A generation's scores on each selected item, every task's items side by side in config order (the same
-        items for every candidate); a failed candidate's row is NaN."""
+        items for every candidate); a failed candidate's row (or an unreadable one's) is NaN."""
         width = sum(len(self.selection[name]) for name in self.tasks)
         rows = np.full((len(members), width), np.nan)
         for row, record in zip(rows, members):
-            if record.ok:
+            if record is not None and record.ok:
                 row[:] = np.concatenate([np.asarray(record.tasks[name]["scores"], dtype=float) for name in self.tasks])
         return rows
 

@@ -62,8 +62,8 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
     have = {(r.generation, r.member) for r in kept}
     complete = {g for g, ms in members.items() if all((g, m) in have for m in ms)}
     last = max(r.generation for r in kept)
-    for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*.pkl"):
-        n = int(checkpoint.stem.split("-")[1])
+    for checkpoint in (into / RunStore.CHECKPOINTS).glob("gen-*"):
+        n = int(checkpoint.name.split(".")[0].split("-")[1])
         if n > last or any(g not in complete for g in range(n)):
             checkpoint.unlink()
     shutil.rmtree(into / RunStore.PARETO_DIR, ignore_errors=True)

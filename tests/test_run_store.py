@@ -220,11 +220,11 @@ def test_a_damaged_line_counts_against_the_budget_so_a_finished_run_stays_finish
 @pytest.mark.parametrize("damage", ["truncated", "empty"])
 def test_a_damaged_latest_checkpoint_is_reported_and_the_one_before_it_used(small_run, tmp_path, damage):
     copy = interrupted_copy(small_run.run_dir, tmp_path / "killed", keep=6)  # generation 1 half done
-    latest = copy / RunStore.CHECKPOINTS / "gen-0001.pkl"
-    latest.write_bytes(latest.read_bytes()[:40] if damage == "truncated" else b"")
+    latest = copy / RunStore.CHECKPOINTS / "gen-0001.json"
+    latest.write_bytes(latest.read_bytes()[:20] if damage == "truncated" else b"")
     result = cli("resume", str(copy), "--no-progress")
     assert result.returncode == 0, result.stderr
-    assert "checkpoint gen-0001.pkl cannot be read" in result.stdout + result.stderr
+    assert "checkpoint gen-0001.json cannot be read" in result.stdout + result.stderr
     resumed = RunStore(copy).records()
     assert [(r.genome, r.fitness) for r in resumed] == [(r.genome, r.fitness) for r in small_run.records]
 
@@ -381,13 +381,18 @@ def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctr
 # ------------------------------------------------------------------------------------------ disks that say no
 
 
-def test_a_full_disk_at_a_checkpoint_is_one_line_and_resume_then_continues_exactly(small_run, tmp_path):
+def test_a_link_planted_at_a_checkpoint_s_temporary_name_is_refused_in_one_line_and_never_written_through(
+    small_run, tmp_path
+):
     copy = interrupted_copy(small_run.run_dir, tmp_path / "killed", keep=5)
-    # the next checkpoint is written through gen-0002.pkl.tmp: point that at /dev/full, which answers ENOSPC
-    (copy / RunStore.CHECKPOINTS / "gen-0002.pkl.tmp").symlink_to("/dev/full")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("a file of the user's\n")
+    # the next checkpoint is written through gen-0002.json.tmp: a link there would write it into `outside`
+    (copy / RunStore.CHECKPOINTS / "gen-0002.json.tmp").symlink_to(outside)
     result = cli("resume", str(copy), "--no-progress")
-    assert_one_line_error(result, "no space left", "gen-0002.pkl", f"mergekit-evo resume {copy}")
-    assert not os.path.lexists(copy / RunStore.CHECKPOINTS / "gen-0002.pkl.tmp")
+    assert_one_line_error(result, "gen-0002.json.tmp", "symbolic link")
+    assert outside.read_text() == "a file of the user's\n"
+    (copy / RunStore.CHECKPOINTS / "gen-0002.json.tmp").unlink()
     assert cli("resume", str(copy), "--no-progress").returncode == 0
     resumed = RunStore(copy).records()
     assert [(r.genome, r.fitness) for r in resumed] == [(r.genome, r.fitness) for r in small_run.records]

@@ -1,10 +1,10 @@
-"""CMA-ES over the unit cube, as in Sakana AI's evolutionary merging, with the run's checkpoint as its memory.
+"""CMA-ES over the unit cube, as in Sakana AI's evolutionary merging, resumed by replaying the run's records.
 
-The `cma` package draws its samples from numpy's global random state, and by default through a reference to the
-bound method `np.random.randn`, which a pickle would copy and detach from that state. A resumed run must propose
-exactly what the original would, so this optimizer hands `cma` a module-level `randn` that looks the global state up
-at call time, keeps a private copy of that state, swaps it in around every call into `cma` and pickles it with
-itself; nothing else in the process can disturb its sequence, and it disturbs nobody else's.
+The `cma` package draws its samples from numpy's global random state (through `np.random.randn`). A resumed run
+rebuilds the optimizer and replays the recorded generations, so it must draw exactly what the original did whatever
+else the process has drawn: this optimizer hands `cma` a module-level `randn` that looks the global state up at call
+time, keeps a private copy of that state seeded from the run's seed, and swaps it in around every call into `cma`;
+nothing else in the process can disturb its sequence, and it disturbs nobody else's.
 """
 
 from __future__ import annotations

@@ -30,9 +30,11 @@ def test_cma_beats_random_search_at_the_same_budget_on_every_seed():
     assert np.mean(cma) > np.mean(rand) + 0.1  # random ends near -0.2, CMA-ES near -0.01
 
 
-def test_a_restored_checkpoint_proposes_exactly_the_uninterrupted_candidates():
-    optimizer = CMAES(dim=6, n_objectives=1, seed=3, population=6, options={}, x0=np.full(6, 0.5))
-    straight, resumed = asks_after_resume(optimizer, distance_objective(6, 3), generations=8, resume_at=3)
+def test_a_resumed_run_s_replay_proposes_exactly_the_uninterrupted_candidates():
+    def make():
+        return CMAES(dim=6, n_objectives=1, seed=3, population=6, options={}, x0=np.full(6, 0.5))
+
+    straight, resumed = asks_after_resume(make, distance_objective(6, 3), generations=8, resume_at=3)
     assert len(resumed) == 5
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a, b)

@@ -90,7 +90,7 @@ def test_responses_of_a_killed_preparation_are_kept(tiny_world, tmp_path):
     (run.run_dir / "estimator" / "irt.json").unlink()
     store = RunStore(run.run_dir)
     store.candidates_path.write_text("")
-    for checkpoint in (run.run_dir / "checkpoints").glob("*.pkl"):
+    for checkpoint in (run.run_dir / "checkpoints").glob("gen-*"):
         checkpoint.unlink()
     (run.run_dir / "selection.json").unlink()
     logged = []

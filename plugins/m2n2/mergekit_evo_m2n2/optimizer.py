@@ -19,8 +19,8 @@ mergekit YAML. Three ideas carry over unchanged:
 
 It needs each candidate's per-item scores: it sets `wants_item_scores`, and the run hands it the score matrix of the
 items every candidate is scored on (the estimator's selection) with each `tell`. The first generation is the start
-point and uniform random points. Everything random comes from one numpy Generator kept in the optimizer, so the
-run's checkpoint (a pickle of it) resumes the same sequence.
+point and uniform random points. Everything random comes from one numpy Generator kept in the optimizer and seeded
+from the run's seed, so replaying the run's records (how a run resumes) rebuilds the same archive and sequence.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """pymoo algorithms behind mergekit-evo's ask/tell interface.
 
 pymoo 0.6 keeps all its randomness in the algorithm object (`random_state`), so an algorithm built from the same
-options and told the same fitness proposes the same candidates. Some of its objects cannot be pickled (GA's and
-NSGA-III's tournament functions are closures), so the checkpoint holds what rebuilds the algorithm instead: the
-options and every generation told so far, replayed on restore (milliseconds per generation, no model is touched).
+options and told the same fitness proposes the same candidates: a resumed run rebuilds it by replaying its records
+(milliseconds per generation, no model is touched).
 The user's `options:` go to the pymoo constructor unchanged, checked first against the names that constructor really
 takes, because pymoo itself silently ignores unknown keyword arguments.
 """
@@ -152,30 +151,8 @@ class PymooOptimizer(Optimizer):
         self.check_options(options, run["n_objectives"])
         super().__init__(options={}, **run)
         self.pymoo_options = dict(options)
-        self.told: list[tuple[np.ndarray, np.ndarray]] = []
         self._pending = None
         self._build()
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        for live in ("algo", "problem", "_pending"):  # rebuilt by replaying `told` (see the module docstring)
-            state.pop(live, None)
-        state["asked"] = self._pending is not None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        asked = state.pop("asked")
-        self.__dict__.update(state)
-        self._pending = None
-        self._build()
-        for xs, fitness in self.told:
-            replayed = self.algo.ask()
-            if not np.array_equal(np.asarray(replayed.get("X"), dtype=float), xs):
-                raise RuntimeError("pymoo proposed other candidates on replay; this pymoo version is not deterministic")
-            self._pending = replayed
-            self._tell_pymoo(fitness)
-        if asked:
-            self.ask()
 
     def _build(self) -> None:
         kwargs: dict[str, Any] = {}
@@ -218,9 +195,7 @@ class PymooOptimizer(Optimizer):
         return np.asarray(pending.get("X"), dtype=float)
 
     def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
-        fitness = np.asarray(fitness, dtype=float)
-        self._tell_pymoo(fitness)
-        self.told.append((np.asarray(xs, dtype=float).copy(), fitness.copy()))
+        self._tell_pymoo(np.asarray(fitness, dtype=float))
 
     def _tell_pymoo(self, fitness: np.ndarray) -> None:
         loss = -fitness  # pymoo minimises

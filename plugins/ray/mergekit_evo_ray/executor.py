@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mergekit_evo import Executor, Job, Outcome, UserError, Worker, WorkerSpec
+from mergekit_evo import Executor, Job, Outcome, UserError, Worker, WorkerSpec, parse_plugin_options
 
 
 class RayOptions(BaseModel):
@@ -92,6 +92,20 @@ class RayExecutor(Executor):
         self._owns_ray = False
         self._spec: WorkerSpec | None = None
         self._log: Callable[[str], None] = print
+
+    @classmethod
+    def check_options(cls, options: dict) -> None:
+        """The options, and for a Ray instance started here (no `address`), that the workers fit this machine: told
+        before the run folder exists, where Ray itself would only tell once started."""
+        parsed = parse_plugin_options(cls.Options, options, "executor.options")
+        if parsed.address is not None or parsed.workers is None:
+            return
+        cpus = os.cpu_count() or 1
+        if parsed.workers * parsed.num_cpus > cpus + 1e-9:
+            raise UserError(
+                f"executor.options: {parsed.workers} workers of {parsed.num_cpus:g} CPU need "
+                f"{parsed.workers * parsed.num_cpus:g} CPUs and this machine has {cpus}; lower workers or num_cpus"
+            )
 
     def describe(self) -> str:
         where = self.options.address or "a Ray instance on this machine"
