@@ -15,7 +15,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-API_VERSION = 1
+API_VERSION = (
+    2  # 2: optimizers are resumed by replaying the records (deterministic given seed and tells), not unpickled
+)
 
 # public name -> the module that defines it
 _PUBLIC = {

@@ -315,10 +315,10 @@ def evolve(genome_config: Path, storage_path: Path, no_progress: bool, allow_ben
         _start_or_resume(lambda: Evolution.resume(run_dir, log=click.echo), run_dir, progress=not no_progress)
     else:
         _start_or_resume(lambda: Evolution.start(config, run_dir, log=click.echo), run_dir, progress=not no_progress)
-    best = run_dir / RunStore.BEST
-    if best.exists():
+    best = RunStore(run_dir).read_text(RunStore.BEST)
+    if best is not None:
         target = storage_path / "best_config.yaml"
-        target.write_text(best.read_text())
+        target.write_text(best)
         click.echo(f"best merge recipe: {target} (as mergekit-evolve wrote it; `mergekit-yaml {target} OUT` builds it)")
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -26,11 +27,12 @@ from pydantic import (
 from mergekit_evo.errors import UserError, close_matches
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a field's type admits a boolean (bool itself, Any, or a union or container holding one)."""
-    if annotation is bool or annotation is Any:
-        return True
-    return any(_takes_bool(arg) for arg in get_args(annotation) if not isinstance(arg, (str, int)))
+def _number_only(annotation: Any) -> bool:
+    """Whether a field's type is a number (int or float, alone or in a union with None or literals) and takes no
+    boolean: where YAML's `true` would be read as 1 without a word."""
+    members = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    members = tuple(get_args(m)[0] if get_origin(m) is Annotated else m for m in members)
+    return any(m in (int, float) for m in members) and not any(m in (bool, Any) for m in members)
 
 
 class _Strict(BaseModel):
@@ -45,8 +47,8 @@ class _Strict(BaseModel):
         if isinstance(data, dict):
             for name, value in data.items():
                 info = cls.model_fields.get(name) if isinstance(name, str) else None
-                if isinstance(value, bool) and info is not None and not _takes_bool(info.annotation):
-                    raise ValueError(f"{name}: {str(value).lower()} is a yes/no value; give a number or a name here")
+                if isinstance(value, bool) and info is not None and _number_only(info.annotation):
+                    raise ValueError(f"{name}: {str(value).lower()} is a yes/no value; give a number")
         return data
 
 
@@ -388,7 +390,11 @@ def format_validation_error(error: ValidationError, as_flag: bool = False) -> st
         return f"{field}: unknown key; remove it or check its spelling"
     if first["type"] == "missing":
         return f"{field}: required but missing"
-    return f"{field}: {message} (got {first.get('input')!r})"
+    given = first.get("input")
+    name, _, rest = message.partition(": ")
+    if isinstance(given, dict) and name in given and rest:  # a section's check that names its own key
+        return f"{field + '.' if field else ''}{name}: {rest}"
+    return f"{field}: {message} (got {given!r})"
 
 
 def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:

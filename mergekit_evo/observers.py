@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from mergekit_evo.errors import NoOptions, parse_plugin_options
+from mergekit_evo.files import read_inside
 from mergekit_evo.runs import RunStore
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Observer:
     def tracking_id(self) -> str:
         """An id that names this run directory's run in a tracker, the same when it resumes: a resumed run goes on
         in the tracker's run it started, and another run (another folder or fingerprint) never lands there."""
-        fingerprint = (self.run_dir / RunStore.FINGERPRINT).read_bytes()
+        fingerprint = read_inside(self.run_dir, RunStore.FINGERPRINT) or b""
         return hashlib.sha256(str(self.run_dir.resolve()).encode() + b"\0" + fingerprint).hexdigest()[:16]
 
     def candidate_metrics(self, record: CandidateRecord) -> dict[str, float]:
@@ -96,9 +97,9 @@ class Observer:
 
     def result_files(self) -> list[Path]:
         """The run's results a tracker keeps as artifacts, those that exist: best.yaml, report.md, report.html,
-        config.yaml."""
+        config.yaml (never a link: a tracker must not upload what a link points at outside the folder)."""
         names = (RunStore.BEST, RunStore.REPORT, RunStore.REPORT_HTML, RunStore.CONFIG)
-        return [self.run_dir / name for name in names if (self.run_dir / name).is_file()]
+        return [self.run_dir / n for n in names if (self.run_dir / n).is_file() and not (self.run_dir / n).is_symlink()]
 
     def heldout(self) -> dict[str, float]:
         """The chosen merge's held-out score per task (`heldout/NAME`), once the run has ended; empty before."""

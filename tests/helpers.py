@@ -21,6 +21,24 @@ def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "mergekit-evo"), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def cli_here(*args: str) -> subprocess.CompletedProcess:
+    """`mergekit-evo ARGS` run in this process (its exit status, standard output and error captured), for tests that
+    run many commands: the same `main` as the installed command, without a new interpreter importing torch each time.
+    """
+    import io
+
+    from mergekit_evo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(["mergekit-evo", *args], code, out.getvalue(), err.getvalue())
+
+
 def tensors(model_dir: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for f in sorted(Path(model_dir).glob("*.safetensors")):

@@ -61,10 +61,32 @@ class DriftingEstimator(Estimator):
         self.bias = dict(state)
 
 
+class FlatteringEstimator(Estimator):
+    """k random items, and every other candidate flattered past every estimate before it: a made-up estimator that
+    makes contenders whose full score the audit must judge, on any world (the odd calls per task get a bias that
+    grows by 10 a call, the even ones none; a task's estimates are asked once per candidate, in index order)."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        k: int = 6
+
+    def prepare(self, source):
+        self.calls = {task: 0 for task in source.item_ids}
+
+    def select(self, task, n_items):
+        return np.sort(self.task_rng(task).choice(n_items, size=self.options.k, replace=False))
+
+    def estimate(self, task, indices, scores):
+        self.calls[task] += 1
+        n = self.calls[task]
+        return float(np.mean(scores)) + (10.0 * n if n % 2 else 0.0)
+
+
 class DriftingPlugin:
     @hookimpl
     def register_estimators(self, register):
         register("drifting-test", DriftingEstimator)
+        register("flattering-test", FlatteringEstimator)
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +105,10 @@ def _run(world, folder, estimator, evaluations=24):
 
 
 @pytest.fixture(scope="module")
-def audited_run(tiny_world, tmp_path_factory):
-    # 6 items of 128 per task: a noisy estimate that flatters some candidates, so contenders get refused
-    estimator = {"name": "subsample", "options": {"k": 6}, "audit": {"fraction": 0.3}}
+def audited_run(tiny_world, tmp_path_factory, drifting):
+    # 6 items per task, every other candidate flattered into a contender: the audit accepts the first and refuses
+    # each later one whose full score is below the best's (the test replays the rule from the records)
+    estimator = {"name": "flattering-test", "options": {"k": 6}, "audit": {"fraction": 0.3}}
     return _run(tiny_world, tmp_path_factory.mktemp("audit") / "run", estimator)
 
 

@@ -17,7 +17,7 @@ PLUGIN_PACKAGES = sorted(p for p in (ROOT / "plugins").glob("*/mergekit_evo_*") 
 
 
 def test_every_public_name_imports_from_the_package_and_the_api_has_a_version():
-    assert mergekit_evo.API_VERSION == 1
+    assert mergekit_evo.API_VERSION == 2
     for name in mergekit_evo.__all__:
         assert getattr(mergekit_evo, name) is not None, name
     for kind in ("Optimizer", "Estimator", "TaskBackend", "Merger", "ResponseSource", "Executor"):

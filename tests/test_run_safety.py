@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import assert_one_line_error, cli, write_config
+from helpers import assert_one_line_error, cli, cli_here, write_config
 from mergekit_evo.config import load_config, parse_config
 from mergekit_evo.dashboard import Dashboard, make_server
 from mergekit_evo.demo import two_skill_config
@@ -103,7 +103,7 @@ def test_a_killed_run_resumes_exactly_by_replaying_its_records_past_planted_pick
     marker = tmp_path / "pwned"
     copy = interrupted_copy(finished.run_dir, tmp_path / "killed", keep=6)  # generation 1 half done
     _plant_pickles(copy, marker, 1)
-    result = cli("resume", str(copy), "--no-progress")
+    result = cli_here("resume", str(copy), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
     resumed = RunStore(copy).records()
@@ -132,7 +132,7 @@ def test_an_optimizer_that_does_not_replay_its_records_is_refused_in_one_line(fi
     lines[1] = json.dumps(first)
     (copy / RunStore.CANDIDATES).write_text("\n".join(lines) + "\n")
     before = _snapshot(copy)
-    result = cli("resume", str(copy), "--no-progress")
+    result = cli_here("resume", str(copy), "--no-progress")
     assert_one_line_error(result, "optimizer cma proposes other candidates than recorded", "generation 0, member 1")
     assert _snapshot(copy) == before
 
@@ -145,7 +145,7 @@ def test_report_out_refuses_any_path_inside_a_run_folder(finished, tmp_path, tar
     copy = _copy(finished, tmp_path)
     (copy / "sub").mkdir()
     before = _snapshot(copy)
-    result = cli("report", str(copy), "--out", str(copy / target))
+    result = cli_here("report", str(copy), "--out", str(copy / target))
     assert_one_line_error(result, "--out", "inside the run folder")
     assert _snapshot(copy) == before
 
@@ -153,12 +153,12 @@ def test_report_out_refuses_any_path_inside_a_run_folder(finished, tmp_path, tar
 def test_report_out_replaces_a_report_but_no_other_file_without_force(finished, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
-    assert_one_line_error(cli("report", str(finished.run_dir), "--out", str(notes)), "not a mergekit-evo report")
+    assert_one_line_error(cli_here("report", str(finished.run_dir), "--out", str(notes)), "not a mergekit-evo report")
     assert notes.read_text() == "my notes\n"
     page = tmp_path / "page.html"
-    assert cli("report", str(finished.run_dir), "--out", str(page)).returncode == 0
-    assert cli("report", str(finished.run_dir), "--out", str(page)).returncode == 0  # a report it wrote: replaced
-    assert cli("report", str(finished.run_dir), "--out", str(notes), "--force").returncode == 0
+    assert cli_here("report", str(finished.run_dir), "--out", str(page)).returncode == 0
+    assert cli_here("report", str(finished.run_dir), "--out", str(page)).returncode == 0  # a report it wrote: replaced
+    assert cli_here("report", str(finished.run_dir), "--out", str(notes), "--force").returncode == 0
     assert "<title>mergekit-evo run" in notes.read_text()
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -166,7 +166,7 @@ def test_report_out_replaces_a_report_but_no_other_file_without_force(finished, 
 @pytest.mark.parametrize("where", ["a folder", "a missing folder"])
 def test_report_out_onto_a_folder_or_into_a_missing_one_is_one_line(finished, tmp_path, where):
     out = tmp_path if where == "a folder" else tmp_path / "missing" / "r.html"
-    assert_one_line_error(cli("report", str(finished.run_dir), "--out", str(out)), "--out")
+    assert_one_line_error(cli_here("report", str(finished.run_dir), "--out", str(out)), "--out")
 
 
 # ------------------------------------------------------------------------------------------ 3. links out of the folder
@@ -182,7 +182,7 @@ def test_a_linked_report_md_is_never_served_embedded_or_reported(finished, tmp_p
         for url in (f"/run/{copy.name}/files/report.md", f"/run/{copy.name}/state"):
             status, body = _get(port, url)
             assert status == 500 and b"symbolic link" in body and b"secret" not in body, url
-    result = cli("report", str(copy), "--out", str(tmp_path / "r.html"))
+    result = cli_here("report", str(copy), "--out", str(tmp_path / "r.html"))
     assert_one_line_error(result, "report.md", "symbolic link")
     assert not (tmp_path / "r.html").exists()
 
@@ -194,7 +194,7 @@ def test_a_linked_run_lock_is_never_written_through(finished, tmp_path):
     (copy / RunStore.LOCK).unlink(missing_ok=True)
     (copy / RunStore.LOCK).symlink_to(outside)
     for args in (("report", str(copy)), ("resume", str(copy), "--no-progress")):
-        assert_one_line_error(cli(*args), "run.lock", "symbolic link")
+        assert_one_line_error(cli_here(*args), "run.lock", "symbolic link")
         assert outside.read_text() == SECRET
 
 
@@ -206,7 +206,7 @@ def test_a_linked_candidates_log_is_neither_read_nor_cut(finished, tmp_path):
     (copy / RunStore.CANDIDATES).unlink()
     (copy / RunStore.CANDIDATES).symlink_to(outside)
     for args in (("best", str(copy)), ("report", str(copy)), ("resume", str(copy), "--no-progress")):
-        assert_one_line_error(cli(*args), "candidates.jsonl", "symbolic link")
+        assert_one_line_error(cli_here(*args), "candidates.jsonl", "symbolic link")
     assert outside.read_bytes() == before
 
 
@@ -265,7 +265,7 @@ def test_a_broken_model_folder_is_one_line_and_no_run_folder(tiny_world, tmp_pat
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
     run_dir = tmp_path / "run"
-    assert_one_line_error(cli("run", str(config), "--run-dir", str(run_dir), "--no-progress"), *words)
+    assert_one_line_error(cli_here("run", str(config), "--run-dir", str(run_dir), "--no-progress"), *words)
     assert not run_dir.exists()
 
 
@@ -305,7 +305,7 @@ def test_a_non_utf8_item_file_or_config_is_one_line(tiny_world, tmp_path):
         Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None)
     config = write_config(tiny_world, tmp_path)
     config.write_bytes(config.read_bytes() + b"# caf\xe9\n")
-    assert_one_line_error(cli("run", str(config), "--run-dir", str(tmp_path / "run2")), "not UTF-8")
+    assert_one_line_error(cli_here("run", str(config), "--run-dir", str(tmp_path / "run2")), "not UTF-8")
     assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
 
 
@@ -377,7 +377,7 @@ def test_resume_refuses_a_run_whose_log_is_gone_and_writes_nothing(finished, tmp
     copy = _copy(finished, tmp_path)
     (copy / RunStore.CANDIDATES).unlink()
     before = _snapshot(copy)
-    assert_one_line_error(cli("resume", str(copy), "--no-progress"), "candidates.jsonl is missing")
+    assert_one_line_error(cli_here("resume", str(copy), "--no-progress"), "candidates.jsonl is missing")
     assert _snapshot(copy) == before
 
 
@@ -387,11 +387,11 @@ def test_resume_refuses_a_run_without_a_fingerprint_unless_the_inputs_are_accept
     config = yaml.safe_load((copy / RunStore.CONFIG).read_text())
     config["seed"] = 7
     (copy / RunStore.CONFIG).write_text(yaml.safe_dump(config))
-    assert_one_line_error(cli("resume", str(copy), "--no-progress"), "fingerprint.json is missing", "--accept-inputs")
+    assert_one_line_error(cli_here("resume", str(copy), "--no-progress"), "fingerprint.json is missing", "--accept-inputs")
     assert not (copy / RunStore.FINGERPRINT).exists()
     config["seed"] = 0  # put back; the user vouches for the inputs
     (copy / RunStore.CONFIG).write_text(yaml.safe_dump(config))
-    result = cli("resume", str(copy), "--no-progress", "--accept-inputs")
+    result = cli_here("resume", str(copy), "--no-progress", "--accept-inputs")
     assert result.returncode == 0, result.stderr
     assert json.loads((copy / RunStore.FINGERPRINT).read_text()) == json.loads(
         (finished.run_dir / RunStore.FINGERPRINT).read_text()
@@ -401,7 +401,7 @@ def test_resume_refuses_a_run_without_a_fingerprint_unless_the_inputs_are_accept
 def test_resume_refuses_records_whose_item_selection_is_gone(finished, tmp_path):
     copy = _copy(finished, tmp_path)
     (copy / RunStore.SELECTION).unlink()
-    assert_one_line_error(cli("resume", str(copy), "--no-progress"), "selection.json is missing")
+    assert_one_line_error(cli_here("resume", str(copy), "--no-progress"), "selection.json is missing")
     assert not (copy / RunStore.SELECTION).exists()
 
 
@@ -414,7 +414,7 @@ def test_report_writes_report_html_only_and_leaves_a_torn_tail_for_the_writer(fi
     with (copy / RunStore.CANDIDATES).open("ab") as f:
         f.write(b'{"index": 99, "gen')
     before = _snapshot(copy)
-    assert cli("report", str(copy)).returncode == 0
+    assert cli_here("report", str(copy)).returncode == 0
     after = _snapshot(copy)
     assert set(after) - set(before) == {RunStore.REPORT_HTML}
     assert {k: v for k, v in after.items() if k in before} == before
@@ -429,14 +429,14 @@ def test_a_folder_where_a_run_file_belongs_is_one_line(finished, tmp_path, part)
     (copy / part).unlink(missing_ok=True)
     (copy / part).mkdir()
     for args in (("report", str(copy)), ("resume", str(copy), "--no-progress")):
-        assert_one_line_error(cli(*args), part)
+        assert_one_line_error(cli_here(*args), part)
 
 
 def test_a_file_where_the_checkpoints_folder_belongs_is_one_line(finished, tmp_path):
     copy = interrupted_copy(finished.run_dir, tmp_path / "killed", keep=6)
     shutil.rmtree(copy / RunStore.CHECKPOINTS)
     (copy / RunStore.CHECKPOINTS).write_text("not a folder\n")
-    assert_one_line_error(cli("resume", str(copy), "--no-progress"), "checkpoints")
+    assert_one_line_error(cli_here("resume", str(copy), "--no-progress"), "checkpoints")
 
 
 def test_a_line_nested_past_the_parser_s_stack_is_reported_and_skipped(finished, tmp_path):
@@ -444,14 +444,14 @@ def test_a_line_nested_past_the_parser_s_stack_is_reported_and_skipped(finished,
     with (copy / RunStore.CANDIDATES).open("a") as f:
         f.write("[" * 200_000 + "]" * 200_000 + "\n")
     for args in (("best", str(copy)), ("report", str(copy))):
-        result = cli(*args)
+        result = cli_here(*args)
         assert result.returncode == 0, result.stderr
         assert f"candidates.jsonl:{EVALUATIONS + 1}: skipped" in result.stderr
-    assert cli("resume", str(copy), "--no-progress").returncode == 0
+    assert cli_here("resume", str(copy), "--no-progress").returncode == 0
 
 
 def test_a_port_out_of_range_is_one_line(finished):
-    assert_one_line_error(cli("dashboard", str(finished.run_dir), "--port", "99999"), "--port")
+    assert_one_line_error(cli_here("dashboard", str(finished.run_dir), "--port", "99999"), "--port")
 
 
 # ------------------------------------------------------------------------------------------ 9. the Host header

@@ -60,10 +60,14 @@ def test_the_estimator_scores_inputs_and_calibration_merges_once_then_only_ancho
         assert all(len(r.tasks[task]["scores"]) == len(anchors) for r in run.records)
 
 
-def test_gmp_irt_finds_as_good_a_merge_as_full_scoring_at_a_fraction_of_the_items(runs):
+def test_gmp_irt_finds_as_good_a_merge_as_full_scoring_at_a_fraction_of_the_items(runs, tiny_world):
     full, gmp = runs["full"], runs["gmp-irt"]
     heldout = {name: np.mean(list(run.best_heldout.values())) for name, run in runs.items()}
-    assert heldout["gmp-irt"] >= heldout["full"] - 0.03, heldout
+    # not below full scoring's merge by more than the held-out measurement can tell apart: two standard errors of
+    # the difference of two accuracies on these items (about 0.06 here), whichever world was built
+    n = sum(len(task_file(tiny_world, task, "test").read_text().splitlines()) for task in ("math_a", "facts_b"))
+    noise = 2 * np.sqrt(sum(p * (1 - p) / n for p in heldout.values()))
+    assert heldout["gmp-irt"] >= heldout["full"] - noise, (heldout, noise)
     assert all(heldout[n] > max(p["fitness"] for p in runs[n].inputs.values()) for n in heldout)  # beats parents
     assert _items_scored(gmp) < 0.6 * _items_scored(full)
 

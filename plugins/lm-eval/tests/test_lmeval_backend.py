@@ -61,7 +61,9 @@ def test_lm_eval_gives_the_native_backends_per_item_correctness(tiny_world, mode
     every = range(len(native.item_ids))
     ours, theirs = through_lm_eval.score(loaded, every), native.score(loaded, every)
     np.testing.assert_array_equal(ours, theirs)
-    assert 0 < ours.mean() < 1 or model.endswith("lang_b")  # a mix of right and wrong answers: a real comparison
+    assert ours.mean() > 0  # both backends answer: some items right
+    if model == "models/base":  # near chance on both skills on any world: right and wrong answers, compared alike
+        assert ours.mean() < 1
 
 
 def test_generation_tasks_match_the_native_exact_match_too(tiny_world):
