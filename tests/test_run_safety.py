@@ -387,7 +387,9 @@ def test_resume_refuses_a_run_without_a_fingerprint_unless_the_inputs_are_accept
     config = yaml.safe_load((copy / RunStore.CONFIG).read_text())
     config["seed"] = 7
     (copy / RunStore.CONFIG).write_text(yaml.safe_dump(config))
-    assert_one_line_error(cli_here("resume", str(copy), "--no-progress"), "fingerprint.json is missing", "--accept-inputs")
+    assert_one_line_error(
+        cli_here("resume", str(copy), "--no-progress"), "fingerprint.json is missing", "--accept-inputs"
+    )
     assert not (copy / RunStore.FINGERPRINT).exists()
     config["seed"] = 0  # put back; the user vouches for the inputs
     (copy / RunStore.CONFIG).write_text(yaml.safe_dump(config))
