@@ -134,3 +134,22 @@ def fill_disk(folder: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+def designed_record(index: int, generation: int = 0, member: int | None = None, fitness: float = 0.5):
+    """A scored candidate record with the fitness a test chooses (one task, `t`), as a run would append it."""
+    from mergekit_evo.runs import CandidateRecord
+
+    return CandidateRecord(
+        index=index,
+        generation=generation,
+        member=index if member is None else member,
+        genome=[0.5],
+        genes={"weight": 0.5},
+        merge_yaml=f"recipe {index}\n",
+        seed=index,
+        status="ok",
+        objectives=[fitness],
+        fitness=fitness,
+        tasks={"t": {"estimate": fitness}},
+    )

@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import assert_one_line_error, cli, cli_here, write_config
+from helpers import assert_one_line_error, cli, cli_here, designed_record, write_config
 from mergekit_evo.config import load_config, parse_config
 from mergekit_evo.dashboard import Dashboard, make_server
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.ranking import best_record
-from mergekit_evo.runs import CandidateRecord, RunStore
+from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.testing import interrupted_copy
 
@@ -340,19 +340,7 @@ def test_a_duplicate_yaml_key_is_one_line_naming_it(tiny_world, tmp_path):
 
 
 def _record(index: int, fitness: float) -> dict:
-    return CandidateRecord(
-        index=index,
-        generation=0,
-        member=index,
-        genome=[0.5],
-        genes={"weight": 0.5},
-        merge_yaml=f"recipe {index}\n",
-        seed=index,
-        status="ok",
-        objectives=[fitness],
-        fitness=fitness,
-        tasks={"t": {"estimate": fitness}},
-    ).to_row()
+    return designed_record(index, fitness=fitness).to_row()
 
 
 def test_a_record_with_non_finite_fitness_or_a_repeated_index_is_reported_once_and_never_ranked(tmp_path):

@@ -22,6 +22,7 @@ from helpers import (
     assert_one_line_error,
     can_mount,
     cli,
+    designed_record,
     fill_disk,
     read_only,
     small_disk,
@@ -38,20 +39,7 @@ from mergekit_evo.testing import interrupted_copy
 EVALUATIONS, POPULATION = 8, 4
 
 
-def _record(index: int, generation: int = 0, member: int | None = None, fitness: float = 0.5) -> CandidateRecord:
-    return CandidateRecord(
-        index=index,
-        generation=generation,
-        member=index if member is None else member,
-        genome=[0.5],
-        genes={"weight": 0.5},
-        merge_yaml=f"recipe {index}\n",
-        seed=index,
-        status="ok",
-        objectives=[fitness],
-        fitness=fitness,
-        tasks={"t": {"estimate": fitness}},
-    )
+_record = designed_record
 
 
 def _store_with(tmp_path: Path, records: list[CandidateRecord]) -> tuple[RunStore, list[str]]:
