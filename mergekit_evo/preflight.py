@@ -37,7 +37,7 @@ def read_model_config(field: str, ref: str) -> dict:
 
 
 PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 
 
 def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:
