@@ -132,7 +132,8 @@ def read_jsonl(
     a run's logs are)."""
     result: LogRead[Row] = LogRead()
     path = Path(path)
-    raw = read_inside(path.parent, path.name) if root is None else read_inside(root, str(path.relative_to(root)))
+    base = path.parent if root is None else Path(root)
+    raw = read_inside(base, str(path.relative_to(base)))
     if raw is None:
         return result
     complete_end = raw.rfind(b"\n") + 1
@@ -206,10 +207,8 @@ def write_atomically(path: Path, data: bytes, root: Path | None = None) -> None:
     if path.is_dir() and not path.is_symlink():
         raise UserError(f"{path} is a folder; name a file, or move the folder away")
     try:
-        if root is None:
-            fd = open_inside(tmp.parent, tmp.name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        else:
-            fd = open_inside(root, str(tmp.relative_to(root)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        base = tmp.parent if root is None else Path(root)
+        fd = open_inside(base, str(tmp.relative_to(base)), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
@@ -71,8 +72,8 @@ def weight_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_tokenizer(field: str, ref: str) -> None:
-    """Each input is scored with its own tokenizer: it must be there and load without remote code."""
+def check_tokenizer(field: str, ref: str) -> Any:
+    """Each input is scored with its own tokenizer: it must be there and load without remote code. Returns it."""
     folder = Path(ref)
     settings = folder / "tokenizer_config.json"
     if settings.is_file():
@@ -92,7 +93,7 @@ def check_tokenizer(field: str, ref: str) -> None:
     from transformers import AutoTokenizer
 
     try:
-        AutoTokenizer.from_pretrained(ref, trust_remote_code=False)
+        return AutoTokenizer.from_pretrained(ref, trust_remote_code=False)
     except Exception as e:  # transformers fails in many ways on a damaged tokenizer
         raise UserError(
             f"{field}: transformers cannot load the tokenizer in {ref} "
@@ -109,22 +110,23 @@ def context_length(model_config: dict) -> int | None:
     return None
 
 
-def check_item_lengths(config: EvolveConfig, tasks: dict) -> None:
+class ScoringModel(NamedTuple):
+    """The first local input (the base when it is local), as preflight loaded it: items are checked with its
+    tokenizer against its context length (None when config.json does not say)."""
+
+    tokenizer: Any
+    context: int | None
+
+
+def check_item_lengths(tasks: dict, scoring: ScoringModel | None) -> None:
     """Refuse items the scoring model cannot take, before the run folder exists: a multiple-choice choice that adds
     no token after its prompt, and a prompt (with its longest continuation) past the model's context."""
     from mergekit_evo.tasks import NativeTask
 
     native = {name: task for name, task in tasks.items() if isinstance(task, NativeTask)}
-    local = [
-        (f, r) for f, r in sorted(config.labelled_inputs(), key=lambda fr: fr[0] != "base_model") if Path(r).is_dir()
-    ]
-    if not native or not local:
+    if not native or scoring is None:
         return
-    from transformers import AutoTokenizer
-
-    field, ref = local[0]
-    limit = context_length(read_model_config(field, ref))
-    tokenizer = AutoTokenizer.from_pretrained(ref, trust_remote_code=False)
+    tokenizer, limit = scoring
 
     def count(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -185,8 +187,9 @@ def check_config_matches_weights(field: str, ref: str, shapes: dict[str, tuple[i
         )
 
 
-def check_inputs(config: EvolveConfig) -> None:
-    """Refuse input models that cannot be merged with each other, in one line naming the model and the difference."""
+def check_inputs(config: EvolveConfig) -> ScoringModel | None:
+    """Refuse input models that cannot be merged with each other, in one line naming the model and the difference.
+    Returns the first local input's tokenizer and context, for `check_item_lengths` (None when no input is local)."""
     seen: dict[str, str] = {}
     for i, ref in enumerate(config.models):
         key = str(Path(ref).resolve()) if Path(ref).exists() else ref
@@ -197,15 +200,17 @@ def check_inputs(config: EvolveConfig) -> None:
     labelled = sorted(config.labelled_inputs(), key=lambda fr: fr[0] != "base_model")
     local = [(field, ref) for field, ref in labelled if Path(ref).is_dir()]
     if not local:
-        return
+        return None
     reference: tuple[str, str, dict, dict] | None = None
+    scoring: ScoringModel | None = None
     for field, ref in local:
         model_config = read_model_config(field, ref)
         shapes = weight_shapes(field, ref)
         check_config_matches_weights(field, ref, shapes)
-        check_tokenizer(field, ref)
+        tokenizer = check_tokenizer(field, ref)
         if reference is None:
             reference = (field, ref, model_config, shapes)
+            scoring = ScoringModel(tokenizer, context_length(model_config))
             continue
         ref_field, ref_ref, ref_config, ref_shapes = reference
         first = _label(ref_field, ref_ref)
@@ -234,3 +239,4 @@ def check_inputs(config: EvolveConfig) -> None:
                 f"{field}: tensor {only_one[0]} is only in {holder} (and {len(only_one) - 1} more tensors "
                 f"differ); the models of a merge share their tensors"
             )
+    return scoring

@@ -118,7 +118,7 @@ class Evolution:
         self.pm = get_plugin_manager()
         self.reg = reg or registry(self.pm)
         check_plugin_names(config, self.reg)
-        check_inputs(config)
+        scoring = check_inputs(config)
         optimizer_cls = self.reg.get("optimizers", config.optimizer.name, "optimizer.name", config.providers)
         self.genome = genome_space(config, relax_choices=bool(getattr(optimizer_cls, "relaxes_choices", False)))
         if self.genome.dim == 0:
@@ -128,7 +128,7 @@ class Evolution:
             t.name: self.reg.get("task_backends", t.backend, "tasks", config.providers) for t in config.tasks
         }
         self.tasks = build_tasks(config, self.backends)
-        check_item_lengths(config, self.tasks)
+        check_item_lengths(self.tasks, scoring)
         for i, task in enumerate(self.tasks.values()):
             if config.tasks[i].validation_items and type(task).score_validation is TaskBackend.score_validation:
                 raise UserError(
@@ -587,7 +587,7 @@ class Evolution:
             self.log("estimator.audit: the estimate already uses every search item; nothing to audit")
             self.audit = None
         audit_state: dict[str, Any] = {"since": 0, "refits": []}  # the estimator's fit is used from `since` on
-        checkpoint = self._check_log()
+        checkpoint = self.store.latest_checkpoint()  # a resumed run's log and checkpoints were checked (_check_log)
         if checkpoint is None:
             generation, elapsed = 0, 0.0
             self.store.save_checkpoint(0, {"elapsed": 0.0})

@@ -78,6 +78,15 @@ def _cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _refuse_unfit(count: int, each: float, kind: str, available: float, where: str) -> None:
+    """Refuse workers that need more of a resource than `where` has: Ray would wait for them for ever."""
+    if count * each > available + 1e-9:
+        raise UserError(
+            f"executor.options: {count} workers of {each:g} {kind} need {count * each:g} {kind}s and {where} has "
+            f"{available:g}; lower workers or num_{kind.lower()}s"
+        )
+
+
 class RayExecutor(Executor):
     """Candidates merged and scored in parallel by warm Ray actors, on this machine or on a Ray cluster."""
 
@@ -100,12 +109,7 @@ class RayExecutor(Executor):
         parsed = parse_plugin_options(cls.Options, options, "executor.options")
         if parsed.address is not None or parsed.workers is None:
             return
-        cpus = os.cpu_count() or 1
-        if parsed.workers * parsed.num_cpus > cpus + 1e-9:
-            raise UserError(
-                f"executor.options: {parsed.workers} workers of {parsed.num_cpus:g} CPU need "
-                f"{parsed.workers * parsed.num_cpus:g} CPUs and this machine has {cpus}; lower workers or num_cpus"
-            )
+        _refuse_unfit(parsed.workers, parsed.num_cpus, "CPU", os.cpu_count() or 1, "this machine")
 
     def describe(self) -> str:
         where = self.options.address or "a Ray instance on this machine"
@@ -130,11 +134,7 @@ class RayExecutor(Executor):
         resources = ray.cluster_resources()
         count = self.options.workers or self._default_workers(resources)
         for kind, each in (("CPU", self.options.num_cpus), ("GPU", self.options.num_gpus)):
-            if count * each > resources.get(kind, 0) + 1e-9:  # Ray would wait for them for ever
-                raise UserError(
-                    f"executor.options: {count} workers of {each:g} {kind} need {count * each:g} {kind}s and the Ray "
-                    f"cluster has {resources.get(kind, 0):g}; lower workers or num_{kind.lower()}s"
-                )
+            _refuse_unfit(count, each, kind, resources.get(kind, 0), "the Ray cluster")
         for i in range(count):
             self._launch(f"worker-{i}")
         for name in list(self._slots):
