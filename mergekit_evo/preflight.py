@@ -127,31 +127,30 @@ def check_item_lengths(tasks: dict, scoring: ScoringModel | None) -> None:
     if not native or scoring is None:
         return
     tokenizer, limit = scoring
-
-    def count(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
     for name, task in native.items():
-        for split, items in (
-            ("items", task.items),
-            ("validation_items", task.validation_items),
-            ("test_items", task.test_items),
-        ):
-            for item in items or ():
+        for split in ("items", "validation_items", "test_items"):
+            if not getattr(task, split):
+                continue
+            # encoded as scoring encodes them, and kept: the run's scorer reuses this encoding for every candidate
+            encoded = task.encoded(tokenizer, split)
+            for position, item in enumerate(getattr(task, split)):
                 where = f"tasks.{name}.{split}: item {item.id!r}"
+                context = len(encoded.contexts[position])
                 if task.config.mode == "mc":
-                    context = count(item.prompt)
-                    for choice in item.choices:
-                        whole = count(item.prompt + " " + choice)
-                        if whole <= context:
+                    for choice, continuation in zip(item.choices, encoded.continuations[position]):
+                        if not continuation:
                             raise UserError(f"{where}: choice {choice!r} adds no token to its prompt; give it text")
-                        if limit is not None and whole > limit:
+                        if limit is not None and context + len(continuation) > limit:
                             raise UserError(
-                                f"{where}: its prompt and choice {choice!r} take {whole} tokens, past the model's "
-                                f"context ({limit}); shorten the prompt"
+                                f"{where}: its prompt and choice {choice!r} take {context + len(continuation)} "
+                                f"tokens, past the model's context ({limit}); shorten the prompt"
                             )
-                elif limit is not None and count(item.prompt) + count(item.target or "") + 8 > limit:
-                    raise UserError(f"{where}: its prompt and answer do not fit the model's context ({limit} tokens)")
+                elif limit is not None:
+                    answer = len(tokenizer(item.target or "", add_special_tokens=False)["input_ids"])
+                    if context + answer + 8 > limit:
+                        raise UserError(
+                            f"{where}: its prompt and answer do not fit the model's context ({limit} tokens)"
+                        )
 
 
 def expected_shapes(field: str, ref: str) -> dict[str, tuple[int, ...]]:

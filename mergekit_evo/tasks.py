@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,8 +12,11 @@ from mergekit_evo.config import TaskConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.fingerprint import json_hash
 from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.items import Item, read_items
+from mergekit_evo.items import read_items
 from mergekit_evo.merging import LoadedModel
+
+if TYPE_CHECKING:
+    from mergekit_evo.native_scoring import EncodedItems
 
 
 class TaskBackend(ABC):
@@ -62,6 +66,7 @@ class NativeTask(TaskBackend):
         self.items = read_items(config.items, config.mode)
         self.test_items = read_items(config.test_items, config.mode) if config.test_items else None
         self.validation_items = read_items(config.validation_items, config.mode) if config.validation_items else None
+        self._encoded: dict[tuple[str, str], EncodedItems] = {}
 
     @property
     def item_ids(self) -> list[str]:
@@ -73,25 +78,36 @@ class NativeTask(TaskBackend):
             hashes["held-out items"] = json_hash([item.to_json() for item in self.test_items])
         return hashes
 
-    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
+    def encoded(self, tokenizer, split: str = "items") -> EncodedItems:
+        """The items of `split` ('items', 'validation_items' or 'test_items') as token ids, encoded once per run for
+        each tokenizer: candidates share the base tokenizer, so every candidate reuses the first encoding."""
         # torch and transformers are imported when a task first scores, not when the plugin is listed
-        from mergekit_evo.native_scoring import score_items
+        from mergekit_evo.native_scoring import encode_items, tokenizer_key
 
-        chosen = [self.items[i] for i in indices]
-        return score_items(model.model, model.tokenizer, chosen, self.config.mode, self.config.batch_size)
+        key = (tokenizer_key(tokenizer), split)
+        if key not in self._encoded:
+            self._encoded[key] = encode_items(tokenizer, getattr(self, split), self.config.mode)
+        return self._encoded[key]
+
+    def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:
+        from mergekit_evo.native_scoring import score_encoded
+
+        encoded = self.encoded(model.tokenizer)
+        return score_encoded(model.model, model.tokenizer, encoded, list(indices), self.config.batch_size)
 
     def score_heldout(self, model: LoadedModel) -> np.ndarray | None:
-        return self._score_all(model, self.test_items)
+        return self._score_all(model, "test_items")
 
     def score_validation(self, model: LoadedModel) -> np.ndarray | None:
-        return self._score_all(model, self.validation_items)
+        return self._score_all(model, "validation_items")
 
-    def _score_all(self, model: LoadedModel, items: list[Item] | None) -> np.ndarray | None:
-        if not items:
+    def _score_all(self, model: LoadedModel, split: str) -> np.ndarray | None:
+        if not getattr(self, split):
             return None
-        from mergekit_evo.native_scoring import score_items
+        from mergekit_evo.native_scoring import score_encoded
 
-        return score_items(model.model, model.tokenizer, items, self.config.mode, self.config.batch_size)
+        encoded = self.encoded(model.tokenizer, split)
+        return score_encoded(model.model, model.tokenizer, encoded, None, self.config.batch_size)
 
 
 @hookimpl

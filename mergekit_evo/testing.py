@@ -68,3 +68,25 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
             checkpoint.unlink()
     shutil.rmtree(into / RunStore.PARETO_DIR, ignore_errors=True)
     return into
+
+
+def random_merges(world: Path, count: int = 8, seed: int = 0):
+    """`count` TIES merges of the world's two specialists with random per-layer weights and densities, made in memory
+    by the resident merger (mergekit's own merge methods) as a run makes them: models to compare scorers on that
+    the world's build never saw. Yields (name, LoadedModel); each model is valid until the next is made."""
+    import numpy as np
+
+    from mergekit_evo.config import parse_config
+    from mergekit_evo.demo import two_skill_config
+    from mergekit_evo.genome import GenomeSpace
+    from mergekit_evo.resident import ResidentMerger
+
+    data = two_skill_config(world)
+    data["merge_method"] = "ties"
+    data["genome"] = {"parameters": {"weight": {"min": 0, "max": 1.2}, "density": {"min": 0.2, "max": 1}}}
+    cfg = parse_config(data, world)
+    space, merger = GenomeSpace(cfg), ResidentMerger(config=cfg)
+    rng = np.random.default_rng(seed)
+    for n in range(count):
+        with merger.merged(space.to_merge_config(rng.random(space.dim)), seed=n) as loaded:
+            yield f"merge {n}", loaded
