@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from mergekit_evo.errors import RunFailure, UserError
+from mergekit_evo.threads import apply_process_defaults
 
 
 def _quiet_libraries() -> None:
@@ -594,12 +595,8 @@ def check_model_target(folder: Path, force: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    # PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when this is set; it reads
-    # it once, at its first allocation, so it is set here, before any command imports torch. A merge allocates
-    # several model-sized temporaries per candidate, and with 4 KB pages their page faults cost a fifth to a
-    # quarter of a CPU merge's time (see the README's Performance section). A user's own setting, 0 included, wins.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
+        apply_process_defaults()  # before any command imports torch (mergekit_evo/threads.py says why)
         cli.main(args=argv, standalone_mode=False)
     except UserError as e:
         click.echo(f"error: {e}", err=True)

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from mergekit_evo.errors import NoOptions, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.threads import CoreWatch
 from mergekit_evo.validation import with_validation
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Worker:
     def __init__(self, merger: Merger, tasks: Mapping[str, TaskBackend], name: str = "local"):
         self.merger, self.tasks, self.name = merger, tasks, name
         self._kept: tuple[tuple[int, str, int], contextlib.ExitStack, LoadedModel] | None = None
+        self.cores = CoreWatch()  # torch's threads, fitted to the cores other processes leave free, before each job
 
     @classmethod
     def build(cls, spec: WorkerSpec, name: str) -> Worker:
@@ -125,6 +127,7 @@ class Worker:
     def run(self, job: Job) -> Outcome:
         started = time.perf_counter()
         try:
+            self.cores.fit()
             model = self._model(job)
             scores = {
                 name: [float(s) for s in self.tasks[name].score(model, indices)] for name, indices in job.items.items()

@@ -97,6 +97,7 @@ class LmEvalTask(TaskBackend):
         self._lm = None
         self._lm_model = None
         self.evaluated: list[int] = []  # the documents lm-eval scored in the last call
+        self.samples: list[dict] = []  # and its sample log, as lm-eval wrote it (responses, log-likelihoods)
 
     # ------------------------------------------------------------------------------ configuration
 
@@ -205,6 +206,7 @@ class LmEvalTask(TaskBackend):
         chosen = self.options.filter or samples[0]["filter"]
         scores = {int(s["doc_id"]): float(s[self.metric]) for s in samples if s["filter"] == chosen}
         self.evaluated = sorted(scores)
+        self.samples = [s for s in samples if s["filter"] == chosen]
         return scores
 
     def score(self, model: LoadedModel, indices: Sequence[int]) -> np.ndarray:

@@ -14,11 +14,15 @@ import yaml
 from mergekit_evo.config import TaskConfig, parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
+from mergekit_evo.items import Item, write_items
 from mergekit_evo.merging import load_model
+from mergekit_evo.native_scoring import choice_logprobs, encode_items
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.tasks import NativeTask
+from mergekit_evo.testing import random_merges
 from mergekit_evo.tiny_world import task_file
+from mergekit_evo.tiny_world.language import SKILLS
 from mergekit_evo_lmeval.backend import LmEvalTask
 
 
@@ -51,19 +55,89 @@ def _lm_eval_tasks(world):
     ]
 
 
-@pytest.mark.parametrize("model", ["models/lang_b", "models/base", "merges/task_arithmetic_1.0"])
-@pytest.mark.parametrize("skill", ["math_a", "facts_b"])
-def test_lm_eval_gives_the_native_backends_per_item_correctness(tiny_world, model, skill):
-    loaded = load_model(tiny_world / model)
-    through_lm_eval = _lm_eval_task(tiny_world, skill)
-    native = NativeTask(config=TaskConfig(name=skill, items=tiny_world / "tasks" / f"{skill}.search.jsonl"))
-    assert through_lm_eval.item_ids == [str(i) for i in range(len(native.item_ids))]
-    every = range(len(native.item_ids))
-    ours, theirs = through_lm_eval.score(loaded, every), native.score(loaded, every)
-    np.testing.assert_array_equal(ours, theirs)
-    assert ours.mean() > 0  # both backends answer: some items right
-    if model == "models/base":  # near chance on both skills on any world: right and wrong answers, compared alike
-        assert ours.mean() < 1
+def _world_models(world):
+    for name in ("base", "math_a", "lang_b"):
+        yield name, load_model(world / "models" / name)
+    yield from random_merges(world)
+
+
+@pytest.mark.slow
+def test_lm_eval_gives_the_native_scorers_answers_and_logprobs_on_every_world_task(tiny_world):
+    """The inputs and 8 random merges, every task's search and held-out items: the same 0/1 answers through both
+    backends, and lm-eval's log-likelihood of every choice within 1e-4 of the native scorer's."""
+    tasks = {
+        (skill, split): (
+            _lm_eval_task(tiny_world, skill, split),
+            NativeTask(config=TaskConfig(name=skill, items=task_file(tiny_world, skill, split))),
+        )
+        for skill in SKILLS
+        for split in ("search", "test")
+    }
+    mean = []
+    for name, loaded in _world_models(tiny_world):
+        for (skill, split), (through_lm_eval, native) in tasks.items():
+            where = f"{name}, {skill} {split}"
+            every = range(len(native.item_ids))
+            ours = native.score(loaded, every)
+            np.testing.assert_array_equal(through_lm_eval.score(loaded, every), ours, where)
+            theirs = [[float(ll) for ll, _ in s["filtered_resps"]] for s in through_lm_eval.samples]
+            logprobs = choice_logprobs(loaded.model, native.encoded(loaded.tokenizer), list(every))
+            np.testing.assert_allclose(np.concatenate(theirs), np.concatenate(logprobs), rtol=0, atol=1e-4)
+            mean.append(ours.mean())
+    assert 0.1 < np.mean(mean) < 0.9  # right and wrong answers both compared
+
+
+def test_prompts_ending_in_a_space_ties_long_choices_and_empty_prompts_score_as_in_lm_eval(tiny_world, tmp_path):
+    """lm-eval's conventions where they matter: a prompt's trailing space moves to the choices, equal
+    log-likelihoods go to the first choice, choices of several tokens, an empty prompt scored after BOS/EOS."""
+    loaded = load_model(tiny_world / "models" / "math_a")
+    words = "nani wa 3 tasu 4 hiku 7 kakeru 9 ?".split()
+    rng = np.random.default_rng(0)
+    items = [
+        Item(id="space", prompt="nani wa 3 tasu 4 ? ", choices=("7", "8", "1"), answer=0),
+        Item(id="tie-first", prompt="nani wa 3 tasu 4 ?", choices=("7", "7"), answer=0),
+        Item(id="tie-second", prompt="nani wa 3 tasu 4 ?", choices=("7", "7"), answer=1),
+    ] + [
+        Item(
+            id=f"long-{n}",
+            prompt="nani " + " ".join(rng.choice(words, size=int(rng.integers(0, 9)))),  # lm-eval reads "4" as a number
+            choices=tuple(" ".join(rng.choice(words, size=int(rng.integers(1, 6)))) for _ in range(4)),
+            answer=n % 4,
+        )
+        for n in range(40)
+    ]
+    write_items(tmp_path / "items.jsonl", items)
+    yaml_text = (tiny_world / "tasks" / "lm_eval" / "tiny_math_a_mc_search.yaml").read_text()
+    task_yaml = yaml.safe_load(yaml_text)
+    task_yaml.update(task="tiny_conventions", dataset_kwargs={"data_files": {"test": str(tmp_path / "items.jsonl")}})
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "conventions.yaml").write_text(yaml.safe_dump(task_yaml))
+    through_lm_eval = LmEvalTask(
+        config=TaskConfig(
+            name="conventions",
+            backend="lm-eval",
+            options={"task": "tiny_conventions", "include_path": [str(tmp_path / "tasks")]},
+        )
+    )
+    native = NativeTask(config=TaskConfig(name="conventions", items=tmp_path / "items.jsonl"))
+    every = range(len(items))
+    ours = native.score(loaded, every)
+    np.testing.assert_array_equal(through_lm_eval.score(loaded, every), ours)
+    assert ours[1:3].tolist() == [1.0, 0.0]
+    theirs = [[float(ll) for ll, _ in s["filtered_resps"]] for s in through_lm_eval.samples]
+    logprobs = choice_logprobs(loaded.model, native.encoded(loaded.tokenizer), list(every))
+    np.testing.assert_allclose(np.concatenate(theirs), np.concatenate(logprobs), rtol=0, atol=1e-4)
+    # an empty prompt (a task YAML cannot render one; lm-eval's model takes it): scored after the same token
+    from lm_eval.api.instance import Instance
+
+    empty = Item(id="empty", prompt="", choices=("nani", "wa 3", "?"), answer=1)
+    requests = [
+        Instance(request_type="loglikelihood", doc={}, arguments=("", " " + choice), idx=i)
+        for i, choice in enumerate(empty.choices)
+    ]
+    theirs = [ll for ll, _ in through_lm_eval._language_model(loaded).loglikelihood(requests, disable_tqdm=True)]
+    ours = choice_logprobs(loaded.model, encode_items(loaded.tokenizer, [empty], "mc"), [0])[0]
+    np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-4)
 
 
 def test_generation_tasks_match_the_native_exact_match_too(tiny_world):
