@@ -4,8 +4,9 @@ run on the same models, tasks, items and genomes.
 mergekit-evolve (its on-disk evaluator, the default): mergekit `run_merge` into a folder, then lm-eval's
 `simple_evaluate` with `model="hf"` on that folder (a fresh transformers load each time), its task index built once
 per worker. mergekit-evo: the resident merger (sources loaded once; each candidate merged in memory by mergekit's
-own tasks) and the lm-eval backend on the model object, scoring (a) every item, as mergekit-evolve does, and (b) 20
-items per task, what the IRT estimator at 20 anchors scores per candidate. IRT also pays once for its calibration
+own tasks) scoring (a) every item, as mergekit-evolve does, with the lm-eval backend on the model object and with the
+native backend on the same items (the tiny world's lm-eval YAMLs read the same JSONL files), and (b) 20 items per
+task with the native backend, what the IRT estimator at 20 anchors scores per candidate. IRT also pays once for its calibration
 (the input models and `calibration` merges scored on every item); the table spreads that over a run of `--budget`
 candidates.
 
@@ -78,6 +79,14 @@ def mergekit_evolve_way(merge_yaml: str, manager, scratch: Path) -> tuple[float,
     return seconds, {name: float(results["results"][name]["acc,none"]) for name in TASKS}
 
 
+def _timed(worker, job) -> tuple[float, dict[str, float]]:
+    """A candidate's seconds in the worker (merge and scoring) and its accuracy per task."""
+    outcome = worker.run(job)
+    assert outcome.scores is not None, outcome.error
+    worker.release()
+    return outcome.seconds, {name: float(np.mean(s)) for name, s in outcome.scores.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=6)
@@ -92,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
     from lm_eval.tasks import TaskManager
 
+    from mergekit_evo.config import parse_config
+    from mergekit_evo.demo import two_skill_config
     from mergekit_evo.executors import Job, Worker, build_tasks
     from mergekit_evo.genome import GenomeSpace
     from mergekit_evo.plugins import registry
@@ -115,23 +126,29 @@ def main(argv: list[str] | None = None) -> None:
     backend = registry().get("task_backends", "lm-eval", "tasks")
     worker = Worker(ResidentMerger(config=config), build_tasks(config, {name: backend for name in TASKS}))
     every = {name: list(range(len(task.item_ids))) for name, task in worker.tasks.items()}
+    ours_all = [_timed(worker, Job(i, recipe, 0, every)) for i, recipe in enumerate(recipes)]
+    # the native backend on the same items (the lm-eval YAMLs read the world's JSONL files): the same answers
+    native_config = parse_config(two_skill_config(world, 8))
+    native = registry().get("task_backends", "native", "tasks")
+    worker = Worker(
+        ResidentMerger(config=native_config), build_tasks(native_config, {t.name: native for t in native_config.tasks})
+    )
+    renamed = dict(zip(TASKS, worker.tasks))  # lm-eval task name -> the native task scoring the same file
+    every = {renamed[name]: indices for name, indices in every.items()}
     few = {name: sorted(rng.choice(len(ids), args.anchors, replace=False).tolist()) for name, ids in every.items()}
-    ours_all, ours_few = [], []
-    for i, recipe in enumerate(recipes):
-        outcome = worker.run(Job(i, recipe, 0, every))
-        assert outcome.scores is not None, outcome.error
-        ours_all.append((outcome.seconds, {n: float(np.mean(s)) for n, s in outcome.scores.items()}))
-        worker.release()
-        outcome = worker.run(Job(i, recipe, 0, few))
-        assert outcome.scores is not None, outcome.error
-        ours_few.append(outcome.seconds)
-        worker.release()
+    native_all = [_timed(worker, Job(i, recipe, 0, every)) for i, recipe in enumerate(recipes)]
+    ours_few = [_timed(worker, Job(i, recipe, 0, few))[0] for i, recipe in enumerate(recipes)]
+    native_all = [(s, {name: acc[renamed[name]] for name in TASKS}) for s, acc in native_all]
 
     agree = all(
-        abs(mine[1][n] - other[1][n]) < 1e-9 for mine, other in zip(ours_all, theirs) for n in TASKS
+        abs(mine[1][n] - other[1][n]) < 1e-9
+        for way in (ours_all, native_all)
+        for mine, other in zip(way, theirs)
+        for n in TASKS
     )  # task arithmetic has no random seed: the same tensors either way
     their = statistics.mean(s for s, _ in theirs[1:])
-    full = statistics.mean(s for s, _ in ours_all[1:])
+    through_lm_eval = statistics.mean(s for s, _ in ours_all[1:])
+    full = statistics.mean(s for s, _ in native_all[1:])
     anchors = statistics.mean(ours_few[1:])
     calibration = (3 + args.calibration) * full  # the inputs and the calibration merges, every item
     amortized = anchors + calibration / args.budget
@@ -140,9 +157,14 @@ def main(argv: list[str] | None = None) -> None:
     print("| per candidate | seconds | vs mergekit-evolve |")
     print("| --- | ---: | ---: |")
     print(f"| mergekit-evolve's pipeline (run_merge to disk, fresh load, lm-eval) | {their:.2f} | 1.00x |")
-    print(f"| mergekit-evo, resident merger, every item | {full:.2f} | {their / full:.1f}x faster |")
     print(
-        f"| mergekit-evo, resident merger, IRT at {args.anchors} anchors/task | {anchors:.2f} | {their / anchors:.1f}x faster |"
+        f"| mergekit-evo, resident merger, lm-eval backend, every item | {through_lm_eval:.2f} | "
+        f"{their / through_lm_eval:.1f}x faster |"
+    )
+    print(f"| mergekit-evo, resident merger, native backend, every item | {full:.2f} | {their / full:.1f}x faster |")
+    print(
+        f"| mergekit-evo, resident merger, native backend, IRT at {args.anchors} anchors/task | {anchors:.2f} | "
+        f"{their / anchors:.1f}x faster |"
     )
     print(
         f"| the same with IRT's calibration ({3 + args.calibration} full scorings) spread over {args.budget} "

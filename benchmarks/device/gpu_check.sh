@@ -4,8 +4,10 @@
 #      mergekit-yaml --device cuda, DARE and DELLA under the same seed), and tests/test_run.py's whole runs, whose
 #      mergers' `auto` device is then the GPU (scoring, records, kill -9 and resume, best --write-model);
 #   2. benchmarks/merge_speed.py --device cuda: resident against run_merge on cuda plus a reload onto the GPU,
-#      10M/100M/500M, four methods, and each against the GPU's copy-bandwidth floor.
-# Everything it prints also lands in $OUT (gpu_check.log, merge_speed.json). About 5-8 minutes on an H100.
+#      10M/100M/500M, four methods, and each against the GPU's copy-bandwidth floor;
+#   3. benchmarks/scoring.py --device cuda: the native scorer before and after issue 29, on the demo's items and on a
+#      100M-parameter Llama (lm-eval is not on that machine, so its HFLM column stays empty there).
+# Everything it prints also lands in $OUT (gpu_check.log, merge_speed.json). About 6-9 minutes on an H100.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -29,4 +31,6 @@ MERGEKIT_EVO_TEST_DEVICE=$CHECK_DEVICE timeout 300 "$PY" -m pytest -q -p no:cach
 echo "== 2. merge speed on $CHECK_DEVICE"
 timeout 420 "$PY" benchmarks/merge_speed.py --device "$CHECK_DEVICE" --sizes "$SIZES" --repeats 3 \
   --json "$OUT/merge_speed.json" || status=1
+echo "== 3. scoring on $CHECK_DEVICE"
+timeout 240 "$PY" benchmarks/scoring.py --device "$CHECK_DEVICE" --synthetic-repeats 3 || status=1
 exit $status
