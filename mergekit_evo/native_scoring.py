@@ -123,11 +123,12 @@ def _device(model: PreTrainedModel) -> torch.device:
 
 
 @functools.lru_cache(maxsize=64)
-def _forward_takes(model_class: type, argument: str) -> bool:
+def _forward_takes(model_class: Any, argument: str) -> bool:
+    """Whether the class's forward takes `argument` (transformers versions and architectures differ)."""
     return argument in inspect.signature(model_class.forward).parameters
 
 
-def _cache_argument(model_class: type) -> str:
+def _cache_argument(model_class: Any) -> str:
     """transformers 5.25 renamed `past_key_values` to `cache`; the old name still works there, with a warning."""
     return "cache" if _forward_takes(model_class, "cache") else "past_key_values"
 
@@ -170,7 +171,7 @@ def choice_logprobs(
     """
     device = _device(model)
     pad = _pad_id(pad_token_id)
-    keep_logits = _forward_takes(type(model), "logits_to_keep")
+    keep_logits = _forward_takes(cast(Any, type(model)), "logits_to_keep")
     out: list[np.ndarray] = [np.empty(len(encoded.continuations[i]), dtype=np.float64) for i in indices]
     # longest prompts first, as lm-eval: a batch that does not fit memory fails at once, and batches pad little
     order = sorted(range(len(indices)), key=lambda k: -len(encoded.contexts[indices[k]]))

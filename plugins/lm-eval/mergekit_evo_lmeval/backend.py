@@ -181,8 +181,11 @@ class LmEvalTask(TaskBackend):
             self._lm = HFLM(
                 pretrained=model.model,
                 tokenizer=model.tokenizer,
+                # the task's batch_size (64 by default) is HFLM's: it sorts requests longest first, so a batch pads
+                # little, and runs a context once for all its single-token continuations (its logits cache)
                 batch_size=self.config.batch_size,
                 max_batch_size=self.config.batch_size,
+                logits_cache=True,
             )
             self._lm_model = model.model
         return self._lm
