@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other, each printing the table the README's Performance section holds.
 
-python benchmarks/run_all.py            # all (about 50 minutes on 2 CPU cores)
+python benchmarks/run_all.py            # all (about 55 minutes on 2 CPU cores)
 python benchmarks/run_all.py --quick    # small sizes and fewer seeds, a few minutes
 """
 
@@ -13,9 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import busy_core  # noqa: E402
 import estimator_error  # noqa: E402
 import merge_speed  # noqa: E402
 import parallel  # noqa: E402
+import scoring  # noqa: E402
 import views  # noqa: E402
 import vs_mergekit_evolve  # noqa: E402
 
@@ -32,6 +34,8 @@ def main() -> None:
             ["--anchors", "10,20", "--seeds", "2", "--heldout", "16"] if quick else [],
         ),
         ("parallel scoring", parallel.main, ["--evaluations", "24", "--optimizers", "random"] if quick else []),
+        ("scoring", scoring.main, ["--case", "demo"] if quick else []),
+        ("busy core", busy_core.main, ["--repeats", "2", "--only", "default"] if quick else []),
         ("vs mergekit-evolve", vs_mergekit_evolve.main, ["--candidates", "3"] if quick else []),
         ("views", views.main, ["--repeats", "2"] if quick else []),
     ]

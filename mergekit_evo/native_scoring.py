@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from mergekit_evo.errors import UserError
 from mergekit_evo.items import Item
 
 Tokens = tuple[int, ...]
@@ -58,7 +59,10 @@ def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The token an empty prompt is scored after: BOS, else EOS (lm-eval's `prefix_token_id`)."""
     token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if token is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to score an empty prompt after")
+        raise UserError(
+            "an item's prompt is empty, and the tokenizer has neither a BOS nor an EOS token to score it after; "
+            "give every prompt text"
+        )
     return int(token)
 
 
@@ -167,7 +171,7 @@ def choice_logprobs(
 
     One forward pass per prompt; the first token of every choice is read from its last position. Choices of more
     than one token then run their remaining tokens on a copy of the prompts' key/value cache, in batches of
-    `batch_size` choices; a model that returns no cache runs those choices whole, prompt included.
+    `batch_size` choices; a model that returns no `Cache` object runs those choices whole, prompt included.
     """
     device = _device(model)
     pad = _pad_id(pad_token_id)
@@ -201,6 +205,8 @@ def choice_logprobs(
         if not longer:
             continue
         cache = _returned_cache(result)
+        if not hasattr(cache, "batch_select_indices"):  # no cache, or an old model's tuple of tensors
+            cache = None
         for chunk_start in range(0, len(longer), batch_size):
             chunk = longer[chunk_start : chunk_start + batch_size]
             conts = [encoded.continuations[indices[batch[row]]][c] for row, c in chunk]

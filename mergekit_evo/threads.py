@@ -2,10 +2,10 @@
 
 torch's CPU kernels run on OpenMP threads, one per core. An OpenMP thread that waits spins for a while before it
 sleeps, and every parallel region waits for its slowest thread, so a thread whose core another process holds (a
-second search, a world build, a browser) slows the whole region down: benchmarks/busy_core.py measured a scoring 4x
-slower beside a plain Python loop and 5x beside a second torch process, and a whole demo 20x beside one. Making the
-threads sleep at once (`OMP_WAIT_POLICY=PASSIVE`) removes that, but costs 1.7x on an idle machine, where the tiny
-world's many short kernels pay a wake-up each. So the worker instead counts, before each candidate, the cores the
+second search, a world build, a browser) slows the whole region down: benchmarks/busy_core.py measured a scoring 3x
+to 5x slower beside a plain Python loop or a second torch process, and a whole demo was once 20x slower beside one.
+Making the threads sleep at once (`OMP_WAIT_POLICY=PASSIVE`) removes that, but costs a third or more on an idle
+machine, where the tiny world's many short kernels pay a wake-up each. So the worker instead counts, before each candidate, the cores the
 other processes used since the last one (from /proc/stat, less this process's own CPU time), and gives torch the
 rest: all of them on an idle machine, fewer beside a busy neighbour, at least one.
 
