@@ -6,6 +6,7 @@ front for one objective), so a live run's page grows as its files appear.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -82,15 +83,21 @@ def fitness(view: RunView) -> go.Figure | None:
                 hovertemplate="%{text}<extra></extra>",
             )
         )
+    # parents and plain merges as level lines named in the legend: text on the lines overlapped wherever two of
+    # them score alike (a start point that is itself a plain merge always does)
+    span = [0, max(len(view.records) - 1, 1)]
     for n, (label, entry) in enumerate(_others(view).items()):
         if entry.get("fitness") is None:
             continue
-        dash = "dash" if label.endswith("(input)") else "dot"
-        fig.add_hline(
-            y=entry["fitness"],
-            line=dict(dash=dash, width=1, color=_color(n)),
-            annotation=dict(text=label, font=dict(size=10, color=_color(n))),
-            annotation_position=("top left", "bottom right", "top right", "bottom left")[n % 4],
+        fig.add_trace(
+            go.Scatter(
+                x=span,
+                y=[entry["fitness"]] * 2,
+                mode="lines",
+                name=label,
+                line=dict(dash="dash" if label.endswith("(input)") else "dot", width=1, color=_color(n)),
+                hovertemplate=f"{html.escape(label)}<br>fitness %{{y:.4f}}<extra></extra>",
+            )
         )
     fig.update_layout(
         title="Fitness of every candidate (search items)",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.merging import reproduce_command
 from mergekit_evo.runs import CandidateRecord, RunStore
+from mergekit_evo.verdict import verdict_line
 
 if TYPE_CHECKING:
     from mergekit_evo.search import RunResult
@@ -150,9 +151,13 @@ def audit_lines(result: RunResult, config: EvolveConfig) -> list[str]:
 def report(result: RunResult, config: EvolveConfig) -> str:
     """The whole report.md."""
     n_ok = sum(r.ok for r in result.records)
-    lines = [
-        f"# mergekit-evo run {result.run_dir.name}",
-        "",
+    lines = [f"# mergekit-evo run {result.run_dir.name}", ""]
+    said = verdict_line(
+        {**(result.best_scores or {}), "comparisons": result.comparisons}, result.inputs, result.baselines
+    )
+    if said:
+        lines += [f"**{said}**", ""]
+    lines += [
         f"{len(result.records)} candidates scored ({n_ok} ok, {len(result.records) - n_ok} failed), "
         f"estimator `{config.estimator.name}`, optimizer `{config.optimizer.name}`.",
         "",

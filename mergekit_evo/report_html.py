@@ -18,6 +18,7 @@ from mergekit_evo.figures import FIGURES
 from mergekit_evo.merging import reproduce_command
 from mergekit_evo.run_view import RunView
 from mergekit_evo.runs import RunStore
+from mergekit_evo.verdict import verdict_line
 
 TITLES = {
     "fitness": "Search progress",
@@ -46,6 +47,9 @@ def summary(view: RunView) -> str:
         lines.append(f" The {rule}: candidate {best.index}, fitness {best.fitness:.4f}.")
     if view.unreadable:
         lines.append(f" {view.unreadable} unreadable lines of candidates.jsonl are skipped (they stay in the file).")
+    said = verdict_line(view.best_heldout, view.inputs, view.baselines)
+    if said:  # the page opens with it, right under the heading
+        lines.insert(1, f'<p id="verdict"><b>{html.escape(said)}</b></p>')
     return "".join(lines) + "</p>"
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 ENV = "MERGEKIT_EVO_THREADS"
@@ -46,13 +47,14 @@ def threads_for(others_busy: float, cores: int, most: int) -> int:
 
 
 @dataclass
-class _Look:
+class Look:
     wall: float
     busy: float  # seconds of CPU time every process used, all cores together (from /proc/stat)
     own: float  # seconds of CPU time this process used
 
 
-def _look() -> _Look | None:
+def look_now() -> Look | None:
+    """The machine's CPU counters now, or None where /proc/stat does not exist."""
     try:
         with open("/proc/stat", encoding="ascii") as f:
             fields = [int(v) for v in f.readline().split()[1:]]
@@ -62,20 +64,21 @@ def _look() -> _Look | None:
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
     busy = (sum(fields[:8]) - idle) / tick  # user nice system idle iowait irq softirq steal; guest is in user
     times = os.times()
-    return _Look(time.monotonic(), busy, times.user + times.system)
+    return Look(time.monotonic(), busy, times.user + times.system)
 
 
 class CoreWatch:
     """Sets torch's thread count to the cores other processes leave free; `fit()` before each candidate."""
 
-    def __init__(self) -> None:
+    def __init__(self, look: Callable[[], Look | None] | None = None) -> None:
         import torch
 
         self.most = torch.get_num_threads()  # torch's own choice: OMP_NUM_THREADS, Ray's num_cpus, or the cores
         self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.fixed = _fixed_threads()
         self.threads = self.most
-        self._last = _look()
+        self._look = look or look_now  # the machine's counters; a test hands in designed ones
+        self._last = self._look()
 
     def fit(self) -> int:
         """Measure the other processes' load since the last call and set torch's threads for it; returns them."""
@@ -84,12 +87,12 @@ class CoreWatch:
         if self.fixed is not None:
             self.threads = self.most if self.fixed == 0 else self.fixed
         else:
-            now = _look()
+            now = self._look()
             if now is None or self._last is None:
                 return self.threads
             if now.wall - self._last.wall < MIN_WINDOW:
                 time.sleep(MIN_WINDOW)  # the first look, or two candidates in a row: a short sample
-                now = _look() or now
+                now = self._look() or now
             span = now.wall - self._last.wall
             others = max(0.0, (now.busy - self._last.busy) - (now.own - self._last.own)) / span
             self._last = now

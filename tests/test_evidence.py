@@ -174,6 +174,10 @@ def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_pl
     assert all(len(m["parameters"]["weight"]) == layers for m in best["models"])  # one weight per layer
     report = (tmp_path / "demo" / RunStore.REPORT).read_text()
     assert "**chosen merge**" in result.stdout and "**chosen merge**" in report
+    verdict = report.split("\n")[2]  # the report opens with the verdict, right under its title
+    assert verdict.startswith("**Verdict: held-out math_b: the evolved merge ") and verdict in result.stdout
+    assert "over the best parent" in verdict and "over the best plain merge" in verdict
+    assert f'<p id="verdict"><b>{verdict.strip("*")}' in (tmp_path / "demo" / RunStore.REPORT_HTML).read_text()
     for row in (
         "| math_a (input) | math_b | 256 |",
         "| task_arithmetic (weight 1) (baseline) | math_b |",

@@ -11,7 +11,7 @@ import torch
 
 from helpers import assert_one_line_error, cli_here
 from mergekit_evo.errors import UserError
-from mergekit_evo.threads import CoreWatch, apply_process_defaults, threads_for
+from mergekit_evo.threads import CoreWatch, Look, apply_process_defaults, threads_for
 
 
 @pytest.mark.parametrize(
@@ -30,23 +30,42 @@ def test_threads_are_the_cores_left_free(others, cores, most, expected):
     assert threads_for(others, cores, most) == expected
 
 
-def test_a_busy_neighbour_takes_a_thread_away_and_gives_it_back_when_it_stops():
-    watch = CoreWatch()
-    if watch.fixed is not None or watch.most < 2 or watch.cores < 2:
-        pytest.fail("this test needs 2 cores and MERGEKIT_EVO_THREADS unset")
+def test_the_watch_counts_what_other_processes_used_since_its_last_look(monkeypatch):
+    monkeypatch.delenv("MERGEKIT_EVO_THREADS", raising=False)
+    most = torch.get_num_threads()
+    looks = iter(
+        [
+            Look(wall=0.0, busy=0.0, own=0.0),
+            Look(wall=1.0, busy=1.5, own=0.5),  # the machine used 1.5 core-seconds, this process 0.5: one core taken
+            Look(wall=2.0, busy=2.5, own=1.5),  # all of it this process's own: nothing taken
+        ]
+    )
     try:
-        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        watch = CoreWatch(look=lambda: next(looks))
+        watch.cores, watch.most = 2, 2
+        assert watch.fit() == 1 and torch.get_num_threads() == 1
+        assert watch.fit() == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(most)
+
+
+def test_a_process_holding_a_core_takes_a_thread_away(monkeypatch):
+    monkeypatch.delenv("MERGEKIT_EVO_THREADS", raising=False)
+    most = torch.get_num_threads()
+    watch = CoreWatch()
+    if watch.most < 2 or watch.cores < 2:
+        pytest.fail("this test needs 2 cores")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
         time.sleep(0.5)
         watch.fit()  # the span since the watch began, partly before the neighbour ran
         time.sleep(0.5)
-        beside = watch.fit()
+        beside = watch.fit()  # other load on the machine can only take more
     finally:
         spinner.kill()
         spinner.wait()
-    assert beside <= watch.most - 1 and torch.get_num_threads() == beside
-    time.sleep(0.5)
-    alone = watch.fit()
-    assert alone > beside and torch.get_num_threads() == alone
+        torch.set_num_threads(most)
+    assert beside <= watch.most - 1
 
 
 def test_the_environment_fixes_the_threads_or_leaves_torch_s_choice(monkeypatch):

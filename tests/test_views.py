@@ -130,7 +130,10 @@ def test_the_figures_show_what_the_run_directory_holds(run):
     assert list(fig.data[0].y) == [r.fitness for r in records if r.ok]
     assert list(fig.data[1].y) == [max(r.fitness for r in records[: n + 1]) for n in range(len(records))]
     baselines = json.loads((run_dir / "baselines.json").read_text())
-    assert len(fig.layout.shapes) == len(view.inputs) + len(baselines)  # a line per parent and plain merge
+    # a level line per parent and plain merge, named in the legend
+    levels = {t.name: set(t.y) for t in fig.data if t.mode == "lines" and t.name != "best so far"}
+    assert len(levels) == len(view.inputs) + len(baselines) and not fig.layout.annotations
+    assert levels["start point (baseline)"] == {baselines["start point"]["fitness"]}
     chosen = view.chosen
     heat = genome(view).data[0]
     assert list(heat.x) == ["math_a", "lang_b"] and list(heat.y) == ["layers[0:4]", "layers[4:8]"]
