@@ -6,17 +6,35 @@ STAMP := $(VENV)/.installed
 # The plugin distributions shipped in this repository; each is a package of its own, installed beside the core.
 PLUGINS := plugins/cma plugins/pymoo plugins/irt plugins/lm-eval plugins/ray plugins/wandb plugins/mlflow plugins/m2n2
 
-.PHONY: install test lint demo bench clean
+.PHONY: install lock test lint demo bench clean
 
-$(STAMP): pyproject.toml Makefile $(addsuffix /pyproject.toml,$(PLUGINS))
+# Every package at the version in the lock, so every machine runs what the tests ran; `make lock` refreshes it.
+LOCK := requirements.lock
+TORCH := torch==2.13.0
+LOCK_VENV := .lock-venv
+
+$(STAMP): pyproject.toml Makefile $(LOCK) $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: a CPU build lies on disk; an unpinned torch pulls several GB of CUDA wheels.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(PY) -m pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The newest versions pyproject.toml's ranges allow, resolved in a fresh venv and frozen (torch is pinned above).
+# Run it to take up new releases, then `make test`, and commit requirements.lock with the raised upper bounds.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet $(TORCH)
+	$(LOCK_VENV)/bin/pip install --quiet -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	{ echo "# make lock: every package make install installs (beside $(TORCH) and the editable ones), for CPython"; \
+	  echo "# $$($(LOCK_VENV)/bin/python -c 'import platform; print(platform.python_version(), platform.machine())') on Linux; $$(date -u +%F)"; \
+	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > $(LOCK)
+	rm -rf $(LOCK_VENV)
 
 test: $(STAMP)
 	$(PY) -m pytest

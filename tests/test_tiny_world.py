@@ -15,9 +15,10 @@ from safetensors.torch import load_file
 from mergekit_evo.items import Item, read_items
 from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
 from mergekit_evo.native_scoring import score_items
-from mergekit_evo.tiny_world import WorldSpec, ensure_world, task_file
+from mergekit_evo.tiny_world import WorldSpec, ensure_world, numerics, task_file
 from mergekit_evo.tiny_world.build import evaluate_model, objective
 from mergekit_evo.tiny_world.language import OPERATIONS, SKILLS, translate
+from mergekit_evo.tiny_world.numerics import PINNED, reference_weights, weights_hash
 
 SMALL = WorldSpec(
     hidden=32, layers=1, base_steps=20, specialist_steps=10, language_steps=10, items_per_skill=24, batch_size=16
@@ -26,6 +27,24 @@ SMALL = WorldSpec(
 
 def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(model_dir / "model.safetensors"))
+
+
+def test_a_small_world_builds_to_the_reference_weights_kept_in_the_repository(tmp_path):
+    lines: list[str] = []
+    world = ensure_world(tmp_path / "w", SMALL, log=lines.append)
+    manifest = json.loads((world / "manifest.json").read_text())
+    assert manifest["weights"] == weights_hash(world) == reference_weights()[SMALL.fingerprint()]
+    assert manifest["numerics"] == PINNED  # built in a child process with its numerics pinned
+    assert not [line for line in lines if line.startswith("note:")]
+
+
+def test_a_build_that_differs_from_the_reference_says_so_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(numerics, "reference_weights", lambda: {SMALL.fingerprint(): "0" * 64})
+    lines: list[str] = []
+    ensure_world(tmp_path / "w", SMALL, log=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "\n" not in notes[0]
+    assert "differ from the reference build" in notes[0] and "README's figures" in notes[0]
 
 
 def test_same_seed_builds_the_same_world(tmp_path):
@@ -194,3 +213,16 @@ def test_an_unwritable_directory_gives_a_one_line_error(tmp_path):
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "not writable" in result.stderr
+
+
+def test_the_default_world_s_seed_is_a_setting_of_the_environment(monkeypatch):
+    from mergekit_evo.errors import UserError
+    from mergekit_evo.tiny_world.build import default_world_seed
+
+    monkeypatch.delenv("MERGEKIT_EVO_WORLD_SEED", raising=False)
+    assert default_world_seed() == 0
+    monkeypatch.setenv("MERGEKIT_EVO_WORLD_SEED", "3")
+    assert default_world_seed() == 3
+    monkeypatch.setenv("MERGEKIT_EVO_WORLD_SEED", "three")
+    with pytest.raises(UserError, match="MERGEKIT_EVO_WORLD_SEED"):
+        default_world_seed()

@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +26,11 @@ from mergekit_evo.errors import UserError
 from mergekit_evo.items import Item, read_items, write_items
 from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
 from mergekit_evo.native_scoring import score_items
+from mergekit_evo.tiny_world.numerics import PINNED, reference_notice, weights_hash
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
-# Bump when the world's construction changes, so stale caches are rebuilt.
-WORLD_FORMAT = 2
+# Bump when the world's construction changes, so stale caches are rebuilt. 3: numerics pinned (numerics.py).
+WORLD_FORMAT = 3
 SPLITS = ("search", "test")
 MODES = ("mc", "gen")
 SPECIALISTS = {"math_a": "math_a", "lang_b": "facts_b"}
@@ -60,6 +63,13 @@ class WorldSpec(BaseModel):
     def fingerprint(self) -> str:
         text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def default_world_seed() -> int:
+    value = os.environ.get("MERGEKIT_EVO_WORLD_SEED", "0").strip()
+    if not value.isdigit():
+        raise UserError(f"MERGEKIT_EVO_WORLD_SEED={value!r}: give the seed of the world to use, a whole number")
+    return int(value)
 
 
 def default_cache_dir() -> Path:
@@ -258,8 +268,10 @@ def ensure_world(
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Return a built world at `directory` (default: the cache), building it only when no matching one is there."""
-    spec = spec or WorldSpec()
+    """Return a built world at `directory` (default: the cache), building it only when no matching one is there.
+    Without a `spec`, the default world of the seed `MERGEKIT_EVO_WORLD_SEED` names (0 when unset), so the whole
+    test suite and the demo can run on another world: `MERGEKIT_EVO_WORLD_SEED=3 make test`."""
+    spec = spec or WorldSpec(seed=default_world_seed())
     directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
     manifest = load_manifest(directory)
     if not force and manifest and manifest.get("fingerprint") == spec.fingerprint():
@@ -278,7 +290,7 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        manifest = _build_into(staging, directory, spec, log)
+        manifest = _build_pinned(staging, directory, spec, log)
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)
@@ -287,7 +299,27 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
     return manifest
 
 
-def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
+def _build_pinned(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
+    """`build_into` in a child process whose numerics are pinned (numerics.py: this process's torch has picked its
+    kernels already), then the weights' hash checked against the reference build's."""
+    command = [sys.executable, "-m", "mergekit_evo.tiny_world.pinned", str(staging), str(final), spec.model_dump_json()]
+    env = {**os.environ, **PINNED}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            log(line.rstrip("\n"))
+    if child.returncode != 0:
+        raise RuntimeError(f"the tiny-world build failed (exit status {child.returncode}); its error is above")
+    manifest = load_manifest(staging)
+    assert manifest is not None
+    notice = reference_notice(manifest)
+    if notice:
+        log(notice)
+    return manifest
+
+
+def build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
+    """Build the world into `staging`, its files naming `final`; run by `_build_pinned` in a pinned child."""
     started = time.time()
     rng = np.random.default_rng(spec.seed)
     facts = language.facts_table(rng)
@@ -362,6 +394,8 @@ def _build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str]
         "accuracy": accuracy,
         "reference_merges": merges,
         "build_seconds": round(time.time() - started, 1),
+        "numerics": {name: os.environ.get(name) for name in PINNED},
+        "weights": weights_hash(staging),
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
