@@ -62,6 +62,11 @@ def tiny_world() -> None:
     show_default=True,
     help="Arithmetic questions in the search split; the rest are held out.",
 )
+@click.option(
+    "--pinned",
+    is_flag=True,
+    help="Pin the build's numerics (torch's kernels, threads, MKL) for the same weights on every x86-64 CPU with AVX2.",
+)
 @click.option("--force", is_flag=True, help="Rebuild even when a matching world is already there.")
 def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     """Build the tiny world into DIRECTORY (default: the cache), or reuse a matching one.
@@ -76,6 +81,7 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     Examples:
       mergekit-evo tiny-world build                 # into ~/.cache/mergekit-evo/tiny-world/<fingerprint>
       mergekit-evo tiny-world build ./world --seed 1
+      mergekit-evo tiny-world build --pinned        # the reference weights on any AVX2 CPU
     """
     from pydantic import ValidationError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
@@ -12,6 +13,10 @@ from helpers import cli, item_count
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
+from mergekit_evo.estimators import Estimator
+from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.optimizers import Optimizer
+from mergekit_evo.plugins import get_plugin_manager
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.significance import compare, mcnemar_exact, paired_bootstrap
@@ -177,7 +182,11 @@ def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_pl
     verdict = report.split("\n")[2]  # the report opens with the verdict, right under its title
     assert verdict.startswith("**Verdict: held-out math_b: the evolved merge ") and verdict in result.stdout
     assert "over the best parent" in verdict and "over the best plain merge" in verdict
-    assert f'<p id="verdict"><b>{verdict.strip("*")}' in (tmp_path / "demo" / RunStore.REPORT_HTML).read_text()
+    page = (tmp_path / "demo" / RunStore.REPORT_HTML).read_text()
+    marker = '<script type="application/json" id="state">'
+    state = json.loads(page[page.index(marker) + len(marker) : page.index("</script>", page.index(marker))])
+    opening = f'<h1>mergekit-evo run demo</h1><p id="verdict"><b>{html.escape(verdict.strip("*"))}</b>'
+    assert state["summary"].startswith(opening)
     for row in (
         "| math_a (input) | math_b | 256 |",
         "| task_arithmetic (weight 1) (baseline) | math_b |",
@@ -187,13 +196,67 @@ def test_the_demo_evolves_per_layer_weights_for_math_b_and_reports_it_against_pl
         assert row.replace("256", str(item_count(tiny_world, "math_b", "test"))) in report
 
 
+class Alternating(Optimizer):
+    """Designed genomes, each its own: weights near 0 (near the base model) and near 1 (near plain task arithmetic),
+    in turn (0, 0.99, 0.02, 0.97, ...)."""
+
+    asked = 0
+
+    def ask(self) -> np.ndarray:
+        rows = []
+        for member in range(self.population):
+            step = 0.01 * (self.asked + member)
+            rows.append(np.full(self.dim, step if member % 2 == 0 else 1.0 - step))
+        self.asked += self.population
+        return np.array(rows)
+
+    def tell(self, xs, fitness) -> None:
+        pass
+
+
+INPUTS = 3  # two_skill_config's input models (the specialists and the base), each estimated before any candidate
+
+
+class FlattersTheFirst(Estimator):
+    """3 random items per candidate, and a designed bias: the first candidate (the base model) past everyone, the
+    near-task-arithmetic ones (even calls: a task's estimates are asked once per candidate, in index order) past the
+    near-base ones. So the search winner is the first candidate (all weights 0: the base model), and the top 5 hold merges near task arithmetic, which beat
+    it on all search items on any world (the specialists' skills are the world's strongest property)."""
+
+    def prepare(self, source):
+        self.calls = {task: 0 for task in source.item_ids}
+
+    def select(self, task, n_items):
+        return np.sort(self.task_rng(task).choice(n_items, size=3, replace=False))
+
+    def estimate(self, task, indices, scores):
+        self.calls[task] += 1
+        n = self.calls[task] - INPUTS  # the candidate's index + 1; 0 or less for the inputs, scored first
+        return float(np.mean(scores)) + (100.0 if n == 1 else 10.0 if n > 0 and n % 2 == 0 else 0.0)
+
+
+class DesignedPlugin:
+    @hookimpl
+    def register_optimizers(self, register):
+        register("alternating-test", Alternating)
+
+    @hookimpl
+    def register_estimators(self, register):
+        register("flatters-the-first-test", FlattersTheFirst)
+
+
 def test_a_cheap_estimate_s_top_k_are_scored_on_all_search_items_and_the_full_winner_becomes_best_yaml(
     tiny_world, tmp_path
 ):
-    # 3 items of 140 per task: many candidates tie near the top, and the full score tells them apart
-    data = two_skill_config(tiny_world, max_evaluations=16, population=8)
-    data["estimator"] = {"name": "subsample", "options": {"k": 3}}
-    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+    plugin = DesignedPlugin()
+    get_plugin_manager().register(plugin, name="designed-evidence-test")
+    try:
+        data = two_skill_config(tiny_world, max_evaluations=16, population=8, optimizer="alternating-test")
+        data["estimator"] = {"name": "flatters-the-first-test"}
+        config = parse_config(data, tiny_world)
+        result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
+    finally:
+        get_plugin_manager().unregister(plugin)
     full = json.loads((tmp_path / "run" / RunStore.FULL_SEARCH).read_text())
     assert len(full) == len(result.finalists) == 5
     n = item_count(tiny_world, "math_a", "search")
@@ -203,7 +266,8 @@ def test_a_cheap_estimate_s_top_k_are_scored_on_all_search_items_and_the_full_wi
         assert f["full_fitness"] == pytest.approx(np.mean(means))
     winner = max(result.finalists, key=lambda f: (f["full_fitness"], f["search"], -f["index"]))
     search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
-    assert result.best.index == winner["index"] != search_best.index
+    assert search_best.index == 0 and not any(search_best.genome)  # the designed case: the base model won the search
+    assert result.best.index == winner["index"] != search_best.index and min(result.best.genome) > 0.5
     assert (tmp_path / "run" / RunStore.BEST).read_text() == result.best.merge_yaml
     report = (tmp_path / "run" / RunStore.REPORT).read_text()
     assert "scored on all search items" in report and f"| {result.best.index} (chosen) |" in report

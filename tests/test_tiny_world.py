@@ -31,17 +31,19 @@ def _tensors(model_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_a_small_world_builds_to_the_reference_weights_kept_in_the_repository(tmp_path):
     lines: list[str] = []
-    world = ensure_world(tmp_path / "w", SMALL, log=lines.append)
+    pinned = SMALL.model_copy(update={"pinned": True})
+    world = ensure_world(tmp_path / "w", pinned, log=lines.append)
     manifest = json.loads((world / "manifest.json").read_text())
-    assert manifest["weights"] == weights_hash(world) == reference_weights()[SMALL.fingerprint()]
+    assert manifest["weights"] == weights_hash(world) == reference_weights()[pinned.fingerprint()]
     assert manifest["numerics"] == PINNED  # built in a child process with its numerics pinned
     assert not [line for line in lines if line.startswith("note:")]
 
 
 def test_a_build_that_differs_from_the_reference_says_so_in_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(numerics, "reference_weights", lambda: {SMALL.fingerprint(): "0" * 64})
+    pinned = SMALL.model_copy(update={"pinned": True})
+    monkeypatch.setattr(numerics, "reference_weights", lambda: {pinned.fingerprint(): "0" * 64})
     lines: list[str] = []
-    ensure_world(tmp_path / "w", SMALL, log=lines.append)
+    ensure_world(tmp_path / "w", pinned, log=lines.append)
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "\n" not in notes[0]
     assert "differ from the reference build" in notes[0] and "README's figures" in notes[0]

@@ -29,8 +29,8 @@ from mergekit_evo.native_scoring import score_items
 from mergekit_evo.tiny_world.numerics import PINNED, reference_notice, weights_hash
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
-# Bump when the world's construction changes, so stale caches are rebuilt. 3: numerics pinned (numerics.py).
-WORLD_FORMAT = 3
+# Bump when the world's construction changes, so stale caches are rebuilt.
+WORLD_FORMAT = 2
 SPLITS = ("search", "test")
 MODES = ("mc", "gen")
 SPECIALISTS = {"math_a": "math_a", "lang_b": "facts_b"}
@@ -59,9 +59,16 @@ class WorldSpec(BaseModel):
         le=len(language.arithmetic()) - 2,
         description="arithmetic questions in the search split; the rest (at least 256 by default) are held out",
     )
+    pinned: bool = Field(
+        False,
+        description="build with the numerics pinned (numerics.py), for the same weights on every x86-64 CPU with AVX2",
+    )
 
     def fingerprint(self) -> str:
-        text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
+        settings = self.model_dump()
+        if not settings["pinned"]:  # an unpinned world keeps the name it had before the setting existed
+            del settings["pinned"]
+        text = json.dumps({"format": WORLD_FORMAT, **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -270,8 +277,10 @@ def ensure_world(
 ) -> Path:
     """Return a built world at `directory` (default: the cache), building it only when no matching one is there.
     Without a `spec`, the default world of the seed `MERGEKIT_EVO_WORLD_SEED` names (0 when unset), so the whole
-    test suite and the demo can run on another world: `MERGEKIT_EVO_WORLD_SEED=3 make test`."""
-    spec = spec or WorldSpec(seed=default_world_seed())
+    test suite and the demo can run on another world: `MERGEKIT_EVO_WORLD_SEED=3 make test`, and its pinned build
+    when `MERGEKIT_EVO_WORLD_PINNED=1` (not yet the default: see the README's "One world on every machine")."""
+    pinned = os.environ.get("MERGEKIT_EVO_WORLD_PINNED", "0").strip() not in ("", "0")
+    spec = spec or WorldSpec(seed=default_world_seed(), pinned=pinned)
     directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
     manifest = load_manifest(directory)
     if not force and manifest and manifest.get("fingerprint") == spec.fingerprint():
@@ -290,7 +299,7 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        manifest = _build_pinned(staging, directory, spec, log)
+        manifest = _build_in_child(staging, directory, spec, log)
         if directory.exists():
             shutil.rmtree(directory)
         staging.rename(directory)
@@ -299,11 +308,11 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
     return manifest
 
 
-def _build_pinned(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
-    """`build_into` in a child process whose numerics are pinned (numerics.py: this process's torch has picked its
-    kernels already), then the weights' hash checked against the reference build's."""
+def _build_in_child(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
+    """`build_into` in a child process, its numerics pinned when the spec asks (numerics.py: this process's torch
+    has picked its kernels already), then the weights' hash checked against the reference build's."""
     command = [sys.executable, "-m", "mergekit_evo.tiny_world.pinned", str(staging), str(final), spec.model_dump_json()]
-    env = {**os.environ, **PINNED}
+    env = {**os.environ, **(PINNED if spec.pinned else {})}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         for line in child.stdout:
@@ -319,7 +328,7 @@ def _build_pinned(staging: Path, final: Path, spec: WorldSpec, log: Callable[[st
 
 
 def build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
-    """Build the world into `staging`, its files naming `final`; run by `_build_pinned` in a pinned child."""
+    """Build the world into `staging`, its files naming `final`; `_build_in_child` runs it in a child process."""
     started = time.time()
     rng = np.random.default_rng(spec.seed)
     facts = language.facts_table(rng)

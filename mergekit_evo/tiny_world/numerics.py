@@ -4,10 +4,11 @@ Training 1,600 steps amplifies any difference in the last bit of a kernel's resu
 by the machine: AVX-512 where the CPU has it, else AVX2. benchmarks/world_numerics.py builds small worlds under
 each kernel setting and core count this machine offers: the kernels torch's dispatcher picks
 (`ATEN_CPU_CAPABILITY`) decide the weights; the core count, MKL's and oneDNN's code paths did not change them there.
-So the build runs in a child process with the dispatcher pinned to AVX2 (which every x86-64 CPU of the last decade
-has), a fixed thread count, and MKL's and oneDNN's paths pinned to AVX2 as well (MKL's conditional numerical
-reproducibility, `MKL_CBWR`), which costs nothing measurable. On a CPU without AVX2, or not x86-64 (an ARM Mac),
-the pins cannot hold, and the build says in one line that its weights differ from the reference.
+So a pinned build (`WorldSpec(pinned=True)`, `tiny-world build --pinned`) runs in a child process with the dispatcher
+at AVX2 (which every x86-64 CPU of the last decade has), a fixed thread count, and MKL's and oneDNN's paths at AVX2
+as well (MKL's conditional numerical reproducibility, `MKL_CBWR`), which costs nothing measurable. On a CPU without
+AVX2, or not x86-64 (an ARM Mac), the pins cannot hold, and the build says in one line that its weights differ from
+the reference. It is not yet the default world: the README's "One world on every machine" says why.
 """
 
 from __future__ import annotations
