@@ -5,9 +5,9 @@ sleeps, and every parallel region waits for its slowest thread, so a thread whos
 second search, a world build, a browser) slows the whole region down: benchmarks/busy_core.py measured a scoring 3x
 to 5x slower beside a plain Python loop or a second torch process, and a whole demo was once 20x slower beside one.
 Making the threads sleep at once (`OMP_WAIT_POLICY=PASSIVE`) removes that, but costs a third or more on an idle
-machine, where the tiny world's many short kernels pay a wake-up each. So the worker instead counts, before each candidate, the cores the
-other processes used since the last one (from /proc/stat, less this process's own CPU time), and gives torch the
-rest: all of them on an idle machine, fewer beside a busy neighbour, at least one.
+machine, where the tiny world's many short kernels pay a wake-up each. So the worker instead counts, before each
+candidate, the cores the other processes used since the last one (from /proc/stat, less this process's own CPU
+time), and gives torch the rest: all of them on an idle machine, fewer beside a busy neighbour, at least one.
 
 `MERGEKIT_EVO_THREADS` overrides it: a number fixes torch's thread count; `torch` leaves torch's own choice
 (`OMP_NUM_THREADS` then decides, as usual). Where /proc/stat does not exist (macOS, Windows), torch's choice stays.
