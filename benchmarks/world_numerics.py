@@ -70,7 +70,14 @@ def build(
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
     spec = WorldSpec(seed=0, **small_world(hidden))
-    command = [sys.executable, "-m", "mergekit_evo.tiny_world.pinned", str(into), str(into), spec.model_dump_json()]
+    command = [
+        sys.executable,
+        "-m",
+        "mergekit_evo.tiny_world.build_child",
+        str(into),
+        str(into),
+        spec.model_dump_json(),
+    ]
     if cores is not None:
         command = ["taskset", "-c", cores, *command]
     started = time.perf_counter()

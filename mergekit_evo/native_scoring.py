@@ -66,16 +66,22 @@ def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     return int(token)
 
 
+def encode_choices(
+    tokenizer: PreTrainedTokenizerBase, context: str, continuations: Sequence[str]
+) -> tuple[Tokens, tuple[Tokens, ...]]:
+    """The context's token ids, encoded once, and each continuation's, split as lm-eval's causal `_encode_pair`
+    splits each pair: the context's trailing spaces move into the continuation, the whole text is encoded, and the
+    continuation is what follows the context's own tokens."""
+    if not context:
+        return (prefix_token_id(tokenizer),), tuple(_encode(tokenizer, c) for c in continuations)
+    context_ids = _encode(tokenizer, context.rstrip())  # the whole text is the same either way: context + c
+    return context_ids, tuple(_encode(tokenizer, context + c)[len(context_ids) :] for c in continuations)
+
+
 def encode_pair(tokenizer: PreTrainedTokenizerBase, context: str, continuation: str) -> tuple[Tokens, Tokens]:
     """Context and continuation token ids, split as lm-eval's causal `_encode_pair` splits them."""
-    if not context:
-        return (prefix_token_id(tokenizer),), _encode(tokenizer, continuation)
-    spaces = len(context) - len(context.rstrip())
-    if spaces:
-        context, continuation = context[:-spaces], context[-spaces:] + continuation
-    whole = _encode(tokenizer, context + continuation)
-    context_ids = _encode(tokenizer, context)
-    return context_ids, whole[len(context_ids) :]
+    context_ids, (continuation_ids,) = encode_choices(tokenizer, context, [continuation])
+    return context_ids, continuation_ids
 
 
 def encode_items(tokenizer: PreTrainedTokenizerBase, items: Sequence[Item], mode: str) -> EncodedItems:
@@ -83,9 +89,9 @@ def encode_items(tokenizer: PreTrainedTokenizerBase, items: Sequence[Item], mode
     if mode == "mc":
         contexts, continuations = [], []
         for item in items:
-            pairs = [encode_pair(tokenizer, item.prompt, " " + choice) for choice in item.choices]
-            contexts.append(pairs[0][0])  # the same prompt for every choice (its spaces move alike)
-            continuations.append(tuple(pair[1] for pair in pairs))
+            context, choices = encode_choices(tokenizer, item.prompt, [" " + choice for choice in item.choices])
+            contexts.append(context)
+            continuations.append(choices)
         return EncodedItems(
             mode, tuple(contexts), tuple(continuations), tuple(int(item.answer or 0) for item in items), ()
         )
@@ -144,19 +150,17 @@ def _returned_cache(result: Any) -> Any:
     return None
 
 
-def _padded(rows: Sequence[Sequence[int]], pad: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and their attention mask (the padding lm-eval uses for causal models)."""
-    width = width or max(len(row) for row in rows)
+def _padded(rows: Sequence[Sequence[int]], pad: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ids and their attention mask: right padding for scoring (lm-eval's for causal models), left padding
+    for generation (new tokens follow every prompt at once)."""
+    width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
+        where = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, where] = torch.tensor(row, dtype=torch.long)
+        mask[i, where] = 1
     return ids, mask
-
-
-def _pad_id(tokenizer_pad: int | None) -> int:
-    return tokenizer_pad if tokenizer_pad is not None else 0
 
 
 @torch.inference_mode()
@@ -174,7 +178,7 @@ def choice_logprobs(
     `batch_size` choices; a model that returns no `Cache` object runs those choices whole, prompt included.
     """
     device = _device(model)
-    pad = _pad_id(pad_token_id)
+    pad = pad_token_id if pad_token_id is not None else 0
     keep_logits = _forward_takes(cast(Any, type(model)), "logits_to_keep")
     out: list[np.ndarray] = [np.empty(len(encoded.continuations[i]), dtype=np.float64) for i in indices]
     # longest prompts first, as lm-eval: a batch that does not fit memory fails at once, and batches pad little
@@ -184,8 +188,12 @@ def choice_logprobs(
         contexts = [encoded.contexts[indices[k]] for k in batch]
         ids, mask = _padded(contexts, pad)
         last = torch.tensor([len(c) - 1 for c in contexts])
-        longer = [(row, c) for row, k in enumerate(batch) for c, cont in enumerate(encoded.continuations[indices[k]])]
-        longer = [(row, c) for row, c in longer if len(encoded.continuations[indices[batch[row]]][c]) > 1]
+        longer = [  # (row, choice) of every choice with tokens after its first
+            (row, c)
+            for row, k in enumerate(batch)
+            for c, cont in enumerate(encoded.continuations[indices[k]])
+            if len(cont) > 1
+        ]
         kwargs: dict[str, Any] = {"use_cache": bool(longer)}
         if keep_logits:  # the vocabulary projection only where it is read: each prompt's last position
             kept = torch.unique(last)
@@ -300,13 +308,8 @@ def score_generation(
     order = sorted(range(len(indices)), key=lambda k: -len(encoded.contexts[indices[k]]))
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
-        prompts = [encoded.contexts[indices[k]] for k in batch]
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
+        input_ids, mask = _padded([encoded.contexts[indices[k]] for k in batch], pad, left=True)
+        width = input_ids.shape[1]
         generated = cast(Any, model).generate(  # torch's Module.__getattr__ hides generate from type checkers
             input_ids=input_ids.to(device),
             attention_mask=mask.to(device),

@@ -311,7 +311,14 @@ def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = p
 def _build_in_child(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str], None]) -> dict:
     """`build_into` in a child process, its numerics pinned when the spec asks (numerics.py: this process's torch
     has picked its kernels already), then the weights' hash checked against the reference build's."""
-    command = [sys.executable, "-m", "mergekit_evo.tiny_world.pinned", str(staging), str(final), spec.model_dump_json()]
+    command = [
+        sys.executable,
+        "-m",
+        "mergekit_evo.tiny_world.build_child",
+        str(staging),
+        str(final),
+        spec.model_dump_json(),
+    ]
     env = {**os.environ, **(PINNED if spec.pinned else {})}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None

@@ -1,6 +1,7 @@
-"""The child process a tiny-world build runs in, its numerics pinned by the parent's environment (numerics.py).
+"""The child process a tiny-world build runs in, its numerics pinned by the environment the parent gives it when
+the spec asks (numerics.py).
 
-    python -m mergekit_evo.tiny_world.pinned STAGING FINAL SPEC_JSON
+    python -m mergekit_evo.tiny_world.build_child STAGING FINAL SPEC_JSON
 
 Its log lines go to standard output for the parent to pass on; progress bars to standard error.
 """
