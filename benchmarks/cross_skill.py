@@ -90,6 +90,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS)
     parser.add_argument("--runs", type=Path, default=Path("runs/cross-skill"))
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="print search and validation scores only: for choosing a design or search settings without held-out",
+    )
     args = parser.parse_args()
     _quiet_libraries()  # transformers' per-load progress bars would drown the tables
     verdicts = []
@@ -97,9 +102,14 @@ def main() -> None:
         started = time.time()
         print(f"seed {seed}: world and search ...", flush=True)
         result = run_seed(seed, args.evaluations, args.runs)
-        print("\n".join(seed_table(seed, result)), flush=True)
+        table = seed_table(seed, result)
+        if args.validation_only:  # the held-out column dropped, unread
+            table = [line.rsplit(" |", 2)[0] + " |" if line.startswith("|") else line for line in table]
+        print("\n".join(table), flush=True)
         print(f"({time.time() - started:.0f} s)\n", flush=True)
         verdicts.append(verdict(seed, result))
+    if args.validation_only:
+        return
     print(
         "Held-out math_b, the evolved merge against its weakest margin (paired by item; 95% bootstrap interval, "
         f"exact McNemar p); target: >= {TARGET['over parents']} over every parent and >= "

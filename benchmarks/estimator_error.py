@@ -198,7 +198,8 @@ def top10(est: np.ndarray, merges: list[Scores]) -> list[int]:
 def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit) -> dict:
     """An audited run along a CMA-ES trajectory, decided by the product's audit code: what the optimizer was told
     (errors, rank), the accepted best's regret, and the items scored per candidate, audits included."""
-    from mergekit_evo.audit import RunningBest, audited, drift, reasons
+    from mergekit_evo.audit import audited, drift, reasons
+    from mergekit_evo.ranking import RunningBest
     from mergekit_evo.runs import CandidateRecord
 
     tasks = list(selection)

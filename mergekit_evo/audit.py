@@ -3,8 +3,7 @@ estimate is checked where the search actually goes, not only on the merges it wa
 
 Every decision here is a function of the records (and the seed), so a resumed run replays it exactly:
 - which candidates are audited: a seeded share, drawn by candidate index, and every contender for best;
-- which candidate is the running best: a contender (its estimate beats every earlier contender's) is accepted only
-  when its full score is not below the best's, so a flattering estimate cannot take the lead;
+- which candidate is the running best (`ranking.RunningBest`, the one rule every view uses too);
 - when an estimator that learns refits: the mean absolute error on the candidates audited since its last fit passes
   `refit_error`.
 """
@@ -17,7 +16,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from mergekit_evo.config import AuditConfig
-from mergekit_evo.ranking import estimate_by, full_by, score_by
+from mergekit_evo.ranking import RunningBest, estimate_by, score_by
 from mergekit_evo.runs import CandidateRecord
 
 SAMPLE = "sample"
@@ -37,51 +36,6 @@ def reasons(audit: AuditConfig, seed: int, index: int, estimate: float, running:
     if audit.new_best and running.contends(estimate):
         why.append(NEW_BEST)
     return why
-
-
-class RunningBest:
-    """The best candidate so far, fed every record once in index order.
-
-    A record contends when its estimate beats every earlier contender's (the running record of estimates, so
-    contenders are as rare as new bests are without an audit). Unguarded, a contender becomes the best. Guarded
-    (`audit.new_best`, contenders audited), it becomes the best only if its full score is not below the best's:
-    a flattering estimate cannot take the lead, and it still raises the bar for the next contender.
-    """
-
-    def __init__(self, by: str, guarded: bool):
-        self.by, self.guarded = by, guarded
-        self.best: CandidateRecord | None = None
-        self.bar: float | None = None  # the highest estimate of any contender so far
-        self._seen: set[int] = set()
-
-    def contends(self, estimate: float) -> bool:
-        return self.bar is None or estimate > self.bar
-
-    def accepts(self, record: CandidateRecord) -> bool:
-        """Whether the record would become the best now (a question: nothing changes)."""
-        if not record.ok or record.fitness is None or (self.by != "weighted" and self.by not in record.tasks):
-            return False
-        if not self.contends(estimate_by(record, self.by)):
-            return False
-        if self.guarded and self.best is not None:
-            mine, theirs = full_by(record, self.by), full_by(self.best, self.by)
-            if mine is not None and theirs is not None and mine < theirs:
-                return False
-        return True
-
-    def offer(self, record: CandidateRecord) -> bool:
-        """Consider a record (a record seen before is ignored); True when it becomes the best."""
-        if record.index in self._seen:
-            return False
-        self._seen.add(record.index)
-        accepted = self.accepts(record)
-        if record.ok and record.fitness is not None and (self.by == "weighted" or self.by in record.tasks):
-            estimate = estimate_by(record, self.by)
-            if self.contends(estimate):
-                self.bar = estimate
-        if accepted:
-            self.best = record
-        return accepted
 
 
 def audited(records: Iterable[CandidateRecord], since: int = 0) -> list[CandidateRecord]:

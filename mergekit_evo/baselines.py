@@ -8,9 +8,10 @@ equal weights and task arithmetic with weight 1. `baselines:` in the config repl
 
 from __future__ import annotations
 
-from mergekit_evo.config import EvolveConfig, method_spec, takes_base
+from mergekit_evo.config import EvolveConfig
 from mergekit_evo.dataflow import DataFlowSpace
 from mergekit_evo.genome import GenomeSpace
+from mergekit_evo.mergekit_api import method as mergekit_method
 from mergekit_evo.merging import load_recipe
 
 SPARSIFYING = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear"}
@@ -18,15 +19,15 @@ SPARSIFYING = {"ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_t
 
 def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) -> dict | None:
     """`method` over the config's models at mergekit's defaults, or None when it needs a value with no default."""
-    spec = method_spec(method)
-    if spec.contract.base.value == "required" and not config.base_model:
+    spec = mergekit_method(method)
+    if spec.needs_base and not config.base_model:
         return None
-    if spec.contract.max_inputs and len(config.models) > spec.contract.max_inputs:
+    if spec.max_inputs and len(config.models) > spec.max_inputs:
         return None  # passthrough: one model per slice
     per_model: dict[str, object] = {}
     shared: dict[str, object] = {}
     for p in spec.parameters:
-        target = per_model if p.scope.value in ("input", "non_base") else shared
+        target = per_model if p.per_model else shared
         if p.name in fixed and method in config.methods():
             target[p.name] = fixed[p.name]
         elif p.name == "weight":
@@ -41,7 +42,7 @@ def plain_recipe(config: EvolveConfig, method: str, fixed: dict[str, object]) ->
         "merge_method": method,
         "models": [{"model": ref, **({"parameters": dict(per_model)} if per_model else {})} for ref in config.models],
     }
-    if config.base_model and takes_base(spec):
+    if config.base_model and spec.takes_base:
         data["base_model"] = config.base_model
     if shared:
         data["parameters"] = shared

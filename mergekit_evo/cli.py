@@ -439,7 +439,7 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
         reproduce_command,
         write_candidate_model,
     )
-    from mergekit_evo.ranking import best_record, score_by
+    from mergekit_evo.ranking import chosen, guarded, score_by
     from mergekit_evo.runs import RunStore
 
     store, cfg = RunStore.open(run_dir, log=lambda line: click.echo(line, err=True))
@@ -449,7 +449,8 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
         raise UserError(f"--by: must be 'weighted' or a task name; {close_matches(by, rules)}")
     if write_model:
         check_model_target(write_model, force)
-    record = best_record(store.records(), by)
+    final = (store.read_json(RunStore.BEST_HELDOUT) or {}).get("index") if by == cfg.best_by else None
+    record = chosen(store.records(), by, guarded(cfg), final)  # what best.yaml holds, under the run's own rule
     if record is None:
         raise UserError(f"{run_dir} has no successfully scored candidate yet")
     click.echo(f"# candidate {record.index}, {by} {score_by(record, by):.4f}")

@@ -542,21 +542,10 @@ def check_models(config: EvolveConfig) -> None:
         )
 
 
-def method_spec(name: str):
-    from mergekit import merge_methods
-
-    return merge_methods.get(name).spec
-
-
-def takes_base(spec) -> bool:
-    """Whether a method builds on a base model (task vectors); linear and its kin average the models alone."""
-    return spec.contract.base.value == "required" or any(p.scope.value == "non_base" for p in spec.parameters)
-
-
 def check_method(config: EvolveConfig) -> None:
-    from mergekit import merge_methods
+    from mergekit_evo import mergekit_api
 
-    known = [m.spec.name for m in merge_methods.registered_methods()]
+    known = mergekit_api.method_names()
     methods = config.methods()
     for method in methods:
         if method not in known:
@@ -568,7 +557,7 @@ def check_method(config: EvolveConfig) -> None:
         raise UserError(
             "merge_method: passthrough stacks layers; evolve its path with `genome.dfs: {}` (data-flow search)"
         )
-    specs = {m: method_spec(m) for m in methods}
+    specs = {m: mergekit_api.method(m) for m in methods}
     accepted = list(dict.fromkeys(p.name for spec in specs.values() for p in spec.parameters))
     which = methods[0] if len(methods) == 1 else "none of " + ", ".join(methods)
     for name in config.genome.parameters:
@@ -583,12 +572,11 @@ def check_method(config: EvolveConfig) -> None:
                 f"genome.parameters: {method} needs {', '.join(required)}; "
                 f"add e.g. `{required[0]}: {{min: 0.0, max: 1.0}}`"
             )
-        if spec.contract.base.value == "required" and not config.base_model:
+        if spec.needs_base and not config.base_model:
             raise UserError(f"base_model: {method} needs a base model; add `base_model: PATH`")
         n_inputs = len(set(config.models) | ({config.base_model} if config.base_model else set()))
-        contract = spec.contract
-        if n_inputs < contract.min_inputs or (contract.max_inputs and n_inputs > contract.max_inputs):
-            allowed = f"{contract.min_inputs}" + (f" to {contract.max_inputs}" if contract.max_inputs else " or more")
+        if n_inputs < spec.min_inputs or (spec.max_inputs and n_inputs > spec.max_inputs):
+            allowed = f"{spec.min_inputs}" + (f" to {spec.max_inputs}" if spec.max_inputs else " or more")
             raise UserError(f"models: {method} takes {allowed} input models (base included), got {n_inputs}")
 
 

@@ -15,7 +15,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mergekit_evo.errors import UserError
-from mergekit_evo.genome import genome_space, model_label
+from mergekit_evo.genome import genome_space
+from mergekit_evo.ranking import best_so_far as ranking_best_so_far
+from mergekit_evo.ranking import references
 from mergekit_evo.run_view import RunView
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
@@ -24,19 +26,12 @@ SPLITS = (("search", "tasks"), ("validation", "validation"), ("held-out", "heldo
 
 def _others(view: RunView) -> dict[str, dict]:
     """The parents and the plain merges, by the label the report gives them, with their scores."""
-    out = {f"{model_label(ref)} (input)": entry for ref, entry in view.inputs.items()}
-    out.update({f"{name} (baseline)": entry for name, entry in view.baselines.items() if "error" not in entry})
-    return out
+    return references(view.inputs, view.baselines)
 
 
 def best_so_far(view: RunView) -> list[float | None]:
-    """The best fitness recorded up to each candidate, in recorded order (None before the first scored one)."""
-    best, running = -math.inf, []
-    for r in view.records:
-        if r.ok and r.fitness is not None:
-            best = max(best, r.fitness)
-        running.append(best if best > -math.inf else None)
-    return running
+    """The leader's score after each record, in recorded order, by the run's own rule (`ranking`)."""
+    return ranking_best_so_far(view.records, view.config.best_by)
 
 
 def fitness(view: RunView) -> go.Figure | None:
@@ -66,7 +61,11 @@ def fitness(view: RunView) -> go.Figure | None:
     running = best_so_far(view)
     fig.add_trace(
         go.Scatter(
-            x=list(range(len(running))), y=running, mode="lines", name="best so far", line=dict(color="black", width=2)
+            x=list(range(len(running))),
+            y=running,
+            mode="lines",
+            name="best so far" if view.config.best_by == "weighted" else f"best so far ({view.config.best_by})",
+            line=dict(color="black", width=2),
         )
     )
     failed = [r for r in view.records if not r.ok]

@@ -9,13 +9,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import yaml
-from mergekit.config import MergeConfiguration
 
-from mergekit_evo.config import Bounds, EvolveConfig, method_spec, takes_base
+from mergekit_evo.config import Bounds, EvolveConfig
 from mergekit_evo.errors import UserError
+from mergekit_evo.mergekit_api import merge_configuration
+from mergekit_evo.mergekit_api import method as mergekit_method
+
+if TYPE_CHECKING:
+    from mergekit.config import MergeConfiguration
 
 DECIMALS = 4
 
@@ -92,16 +97,6 @@ def _group_names(k: int, n_layers: int | None, smooth: bool = True) -> list[str]
     return names
 
 
-def ignored_parameters(method: str) -> set[str]:
-    """Parameters mergekit accepts for `method` but does not use: its task arithmetic takes `density` (and DELLA's
-    `epsilon`, breadcrumbs' `gamma`) like its sparsifying siblings, and sparsifies nothing."""
-    from mergekit import merge_methods
-
-    if getattr(merge_methods.get(method), "sparsification_method", "unknown") is None:
-        return {"density", "epsilon", "gamma"}
-    return set()
-
-
 def relaxes_choices(config: EvolveConfig) -> bool:
     """Whether the run's optimizer takes a categorical gene as one continuous gene per option (CMA-ES does)."""
     from mergekit_evo.plugins import get_plugin_manager, registry
@@ -132,7 +127,7 @@ class Space:
         raise NotImplementedError
 
     def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
-        return MergeConfiguration.model_validate(self.to_dict(x))
+        return merge_configuration(self.to_dict(x))
 
     def to_yaml(self, x: np.ndarray) -> str:
         return yaml.safe_dump(self.to_dict(x), sort_keys=False)
@@ -151,15 +146,13 @@ class GenomeSpace(Space):
     def __init__(self, config: EvolveConfig, relax_choices: bool | None = None):
         self.config = config
         self.methods = config.methods()
-        self.specs = {m: method_spec(m) for m in self.methods}
-        self.scopes = {m: {p.name: p.scope.value for p in spec.parameters} for m, spec in self.specs.items()}
+        self.specs = {m: mergekit_method(m) for m in self.methods}
+        self.scopes = {m: {p.name: p.per_model for p in spec.parameters} for m, spec in self.specs.items()}
         if len(self.methods) > 1:  # a gene that does nothing for the chosen method is left out of its recipe
             for method, scopes in self.scopes.items():
-                for name in ignored_parameters(method):
+                for name in self.specs[method].ignored:
                     scopes.pop(name, None)
-        self.per_model = {
-            name for scopes in self.scopes.values() for name, scope in scopes.items() if scope in ("input", "non_base")
-        }
+        self.per_model = {name for scopes in self.scopes.values() for name, per_model in scopes.items() if per_model}
         self.n_layers = num_layers(config.base_model or config.models[0])
         groups = config.genome.layer_groups
         if groups == "per_layer":
@@ -304,7 +297,7 @@ class GenomeSpace(Space):
             params.update({k: v for k, v in fixed.items() if k in self.per_model})
             models.append({"model": ref, **({"parameters": params} if params else {})})
         data: dict = {"merge_method": method, "models": models}
-        if self.config.base_model and (len(self.methods) == 1 or takes_base(self.specs[method])):
+        if self.config.base_model and (len(self.methods) == 1 or self.specs[method].takes_base):
             data["base_model"] = self.config.base_model
         top = {k: self._filtered(v) for k, v in shared.items()}
         top.update({k: v for k, v in fixed.items() if k not in self.per_model})

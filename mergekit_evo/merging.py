@@ -7,8 +7,6 @@ user gets from `mergekit-yaml` on the emitted YAML.
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
@@ -23,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mergekit_evo.errors import UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.mergekit_api import merge_configuration, run_merge
 
 if TYPE_CHECKING:  # mergekit imports peft, transformers and torch: seconds, paid only when a merge is asked for
     from mergekit.config import MergeConfiguration
-    from mergekit.options import MergeOptions
 
     from mergekit_evo.config import EvolveConfig
 
@@ -75,16 +73,13 @@ class Merger(ABC):
 
 
 def parse_merge_config(text_or_dict: str | dict) -> MergeConfiguration:
-    from mergekit.config import MergeConfiguration
-
     data = yaml.safe_load(text_or_dict) if isinstance(text_or_dict, str) else text_or_dict
-    return MergeConfiguration.model_validate(data)
+    return merge_configuration(data)
 
 
 def load_recipe(recipe: dict | Path, field: str) -> dict:
     """A recipe a config gives inline or as the path of its YAML, checked by mergekit's own config model; a bad
     one is refused in one line naming `field`."""
-    from mergekit.config import MergeConfiguration
     from pydantic import ValidationError
 
     if isinstance(recipe, Path):
@@ -95,7 +90,7 @@ def load_recipe(recipe: dict | Path, field: str) -> dict:
         except yaml.YAMLError as e:
             raise UserError(f"{field}: {recipe} is not valid YAML: {str(e).splitlines()[0]}") from None
     try:
-        MergeConfiguration.model_validate(recipe)
+        merge_configuration(recipe)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -104,20 +99,6 @@ def load_recipe(recipe: dict | Path, field: str) -> dict:
         raise UserError(f"{field}: not a mergekit recipe: {e}") from None
     assert isinstance(recipe, dict)
     return recipe
-
-
-def merge_options(seed: int | None = None, device: str = "cpu") -> MergeOptions:
-    from mergekit.options import MergeOptions
-
-    return MergeOptions(
-        lazy_unpickle=True,
-        low_cpu_memory=True,
-        copy_tokenizer=True,
-        write_model_card=False,
-        random_seed=seed,
-        device=device,
-        quiet=True,
-    )
 
 
 def resolve_device(device: str) -> str:
@@ -146,13 +127,7 @@ def merge_to_disk(config: MergeConfiguration, out_dir: Path, seed: int | None = 
     The device is part of what a candidate's tensors are: a seeded DARE mask drawn on a GPU differs from one drawn
     on the CPU, and even deterministic kernels may round differently in the last bit.
     """
-    from mergekit.merge import run_merge
-
-    out_dir = Path(out_dir)
-    with contextlib.redirect_stdout(io.StringIO()):
-        logging.getLogger("mergekit").setLevel(logging.ERROR)
-        run_merge(config, str(out_dir), options=merge_options(seed, device))
-    return out_dir
+    return run_merge(config, out_dir, seed, device)
 
 
 def write_candidate_model(merge_yaml: str, seed: int, device: str, out_dir: Path) -> str:

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from mergekit_evo.errors import NoOptions, parse_plugin_options
 from mergekit_evo.files import read_inside
+from mergekit_evo.ranking import RunningBest, guarded, score_by
 from mergekit_evo.runs import RunStore
 
 if TYPE_CHECKING:
@@ -48,9 +49,17 @@ class Observer:
         self.options: Any = parse_plugin_options(self.Options, options, "observers.options")
         self.run_dir = Path(run_dir)
         self.config = config
-        records = RunStore(self.run_dir, log=lambda _: None).records()  # the run reports what it cannot read
-        ok = [r.fitness for r in records if r.ok and r.fitness is not None]
-        self.best_so_far: float | None = max(ok) if ok else None  # a resumed run goes on from its records
+        # the leader by the run's own rule, fed what the run is fed (`Notifier.candidate_scored`); a resumed run goes
+        # on from its records (the run itself reports what it cannot read)
+        self.running = RunningBest(config.best_by, guarded(config))
+        for record in RunStore(self.run_dir, log=lambda _: None).records():
+            self.running.offer(record)
+
+    @property
+    def best_so_far(self) -> float | None:
+        """The leader's score by the run's rule (`ranking`): the candidate best.yaml holds at this point of the run."""
+        best = self.running.best
+        return None if best is None else score_by(best, self.config.best_by)
 
     # ------------------------------------------------------------------ what a tracker logs, in flat form
 
@@ -84,13 +93,14 @@ class Observer:
 
     def generation_metrics(self, generation: int, records: list[CandidateRecord]) -> dict[str, float]:
         """A generation as flat numbers: `generation`, `failed`, and over its scored members `best`, `mean`, `std`,
-        `worst`, with `best_so_far` over the whole run."""
+        `worst` fitness, with `best_so_far`: the leader's score over the whole run by the run's rule (`ranking`: an
+        audited candidate by its full score), the one best.yaml holds."""
         scored = np.array([r.fitness for r in records if r.ok and r.fitness is not None], dtype=float)
         out: dict[str, float] = {"generation": generation, "failed": float(sum(not r.ok for r in records))}
         if len(scored):
-            best = float(scored.max())
-            self.best_so_far = best if self.best_so_far is None else max(self.best_so_far, best)
-            out.update(best=best, mean=float(scored.mean()), std=float(scored.std()), worst=float(scored.min()))
+            out.update(
+                best=float(scored.max()), mean=float(scored.mean()), std=float(scored.std()), worst=float(scored.min())
+            )
         if self.best_so_far is not None:
             out["best_so_far"] = self.best_so_far
         return out
@@ -175,6 +185,8 @@ class Notifier:
             self._call(f"observer {name}", hook, getattr(observer, hook), **kwargs)
 
     def candidate_scored(self, record: CandidateRecord) -> None:
+        for observer in self.observers.values():
+            observer.running.offer(record)  # before the observer hears of it, as the run's own leader is
         self._notify("on_candidate_scored", record=record)
 
     def generation_end(self, generation: int, records: list[CandidateRecord]) -> None:

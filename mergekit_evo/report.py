@@ -7,27 +7,16 @@ score alone flatters the merge it chose.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.merging import reproduce_command
-from mergekit_evo.runs import CandidateRecord, RunStore
+from mergekit_evo.ranking import baseline_label, best_by_generation, input_label
+from mergekit_evo.runs import RunStore
 from mergekit_evo.verdict import verdict_line
 
 if TYPE_CHECKING:
     from mergekit_evo.search import RunResult
-
-
-def best_by_generation(records: list[CandidateRecord]) -> list[float]:
-    """The best fitness found so far at the end of each generation: how the search progressed."""
-    out: list[float] = []
-    best = float("-inf")
-    for generation in sorted({r.generation for r in records}):
-        scored = [r.fitness for r in records if r.generation == generation and r.ok and r.fitness is not None]
-        best = max([best, *scored])
-        out.append(best)
-    return out
 
 
 def _cell(value: float | None) -> str:
@@ -55,12 +44,14 @@ def score_table(result: RunResult, config: EvolveConfig) -> list[str]:
         return f"| {name} | {_cell(entry.get('fitness'))} | " + " | ".join(cells) + " |"
 
     for ref, entry in result.inputs.items():
-        rows.append(row(f"{Path(ref).name} (input)", entry))
+        rows.append(row(input_label(ref), entry))
     for name, entry in result.baselines.items():
         if "error" in entry:
-            rows.append(f"| {name} (baseline) | failed: {entry['error'][:80]} |" + " |" * (len(splits) * len(tasks)))
+            rows.append(
+                f"| {baseline_label(name)} | failed: {entry['error'][:80]} |" + " |" * (len(splits) * len(tasks))
+            )
         else:
-            rows.append(row(f"{name} (baseline)", entry))
+            rows.append(row(baseline_label(name), entry))
     best = result.best
     if best is not None:
         rule = "" if config.best_by == "weighted" else f", best by {config.best_by}"
@@ -168,9 +159,10 @@ def report(result: RunResult, config: EvolveConfig) -> str:
     for block in (finalists_table(result, config), audit_lines(result, config), comparison_table(result)):
         if block:
             lines += [""] + block
-    progress = best_by_generation(result.records)
+    progress = best_by_generation(result.records, config.best_by)
     if progress:
-        lines += ["", "Best weighted fitness after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
+        rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
+        lines += ["", f"Best {rule} after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]
     if result.pareto:
         names = config.objective_names()
         size = f"{len(result.pareto)} candidates" if len(result.pareto) > 1 else "1 candidate"

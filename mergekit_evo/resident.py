@@ -27,14 +27,15 @@ from tqdm import tqdm
 from mergekit_evo.errors import UserError, parse_plugin_options
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.memory import plan_memory
-from mergekit_evo.merging import (
-    DiskMerger,
-    LoadedModel,
-    Merger,
-    load_model,
+from mergekit_evo.mergekit_api import (
+    architecture,
+    execution_order,
     merge_options,
-    resolve_device,
+    merge_steps,
+    plan_saves,
+    seed_like_run_merge,
 )
+from mergekit_evo.merging import DiskMerger, LoadedModel, Merger, load_model, resolve_device
 
 if TYPE_CHECKING:
     from mergekit_evo.config import EvolveConfig
@@ -125,16 +126,12 @@ class ResidentMerger(Merger):
 
     def _architecture(self, merge_config, options):
         """mergekit's architecture and output config for a recipe; a recipe without slices always gets the same."""
-        from mergekit.architecture import get_architecture_info
-        from mergekit.merge import _model_out_config
-
         key = None
         if not (merge_config.slices or merge_config.modules):
             key = (tuple(str(m) for m in merge_config.referenced_models()), merge_config.dtype, merge_config.out_dtype)
             if key in self._architectures:
                 return self._architectures[key]
-        arch_info = get_architecture_info(merge_config, options)
-        out_config = _model_out_config(merge_config, arch_info, trust_remote_code=options.trust_remote_code)
+        arch_info, out_config = architecture(merge_config, options)
         if key is not None:
             self._architectures[key] = (arch_info, out_config)
         return arch_info, out_config
@@ -147,16 +144,9 @@ class ResidentMerger(Merger):
         and reused for every candidate of that shape. The shape includes the method, whose tasks make the graph the
         scheduler orders (a method gene mixes methods in one run).
         """
-        from mergekit.graph import TaskUniverse, build_schedule
-        from mergekit.io.tasks import SaveTensor
-
         names = (method, *sorted(t.tensor_name for t in save_tasks))
         if names not in self._orders:
-            universe = TaskUniverse()
-            handles = [universe.add_task(t) for t in save_tasks]
-            schedule = build_schedule(handles, cached_values={})
-            order = [h.task().tensor_name for h in schedule.tasks if isinstance(h.task(), SaveTensor)]
-            self._orders[names] = {name: i for i, name in enumerate(order)}
+            self._orders[names] = {name: i for i, name in enumerate(execution_order(save_tasks))}
         rank = self._orders[names]
         return sorted(save_tasks, key=lambda t: rank[t.tensor_name])
 
@@ -169,34 +159,26 @@ class ResidentMerger(Merger):
         writer is `_ModelWriter`. What mergekit's executor adds besides (a task graph, device moves, eviction) is
         skipped: on a resident run it was a large share of a candidate's time.
         """
-        import transformers
-        from mergekit.io.tasks import LoaderCache, SaveTensor
-        from mergekit.merge_methods.task_adapter import ExecuteMergeMethodTask
-        from mergekit.plan import MergePlanner
-
         merge_config = merge_config.model_copy(deep=True)  # the planner rewrites it in place
         if merge_config.tokenizer_source or merge_config.tokenizer:
             raise UserError(
                 "merger: the resident merger keeps the base tokenizer; recipes that merge tokenizers need `merger: disk`"
             )
         options = merge_options(seed, self.device)
-        LoaderCache().setup(options=options)
         arch_info, out_config = self._architecture(merge_config, options)
         model = self._output_model(out_config)
-        targets = MergePlanner(merge_config, arch_info, options=options, out_model_config=out_config).plan_to_disk(
-            out_path="(resident)"
-        )
+        saves = plan_saves(merge_config, arch_info, options, out_config)
         writer = _ModelWriter(model, self._source_storages)
         if seed is not None:
-            transformers.trainer_utils.set_seed(seed)  # as run_merge does before its executor
-        saves = self._disk_order([t for t in targets if isinstance(t, SaveTensor)], merge_config.merge_method)
+            seed_like_run_merge(seed)
+        saves = self._disk_order(saves, merge_config.merge_method)
         if not self._sources:  # the first candidate also reads every source tensor: minutes for a 7B model
             saves = tqdm(saves, desc="resident merger: loading the sources", unit="tensor", leave=False, disable=None)
         for save in saves:
-            merge = save.tensor_task
-            if not isinstance(merge, ExecuteMergeMethodTask) or type(merge.gather_tensors).__name__ != "GatherTensors":
+            steps = merge_steps(save)
+            if steps is None:
                 raise UserError(f"merger: the resident merger cannot run {save.tensor_name}'s plan; use `merger: disk`")
-            gather = merge.gather_tensors
+            merge, gather = steps
             loads = {key: self._load(task) for key, task in gather.arguments().items()}
             save.execute(writer=writer, tensor=merge.execute(tensors=gather.execute(**loads)))
         writer.finalize()

@@ -15,7 +15,7 @@ from typing import Any
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.pareto import pareto_front
-from mergekit_evo.ranking import best_record
+from mergekit_evo.ranking import chosen, guarded
 from mergekit_evo.runlock import RunLock
 from mergekit_evo.runs import CandidateRecord, RunStore
 
@@ -76,12 +76,10 @@ class RunView:
 
     @property
     def chosen(self) -> CandidateRecord | None:
-        """The run's chosen merge once it has ended (best_heldout.json names it); before, the best so far."""
-        if self.best_heldout is not None:
-            for r in self.records:
-                if r.index == self.best_heldout.get("index"):
-                    return r
-        return best_record(self.records, self.config.best_by)
+        """The run's chosen merge once it has ended (best_heldout.json names it); before, the leader: what best.yaml
+        holds, by the run's rule (`ranking`)."""
+        final = None if self.best_heldout is None else self.best_heldout.get("index")
+        return chosen(self.records, self.config.best_by, guarded(self.config), final)
 
     @property
     def pareto(self) -> list[CandidateRecord]:

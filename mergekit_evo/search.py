@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from mergekit_evo.audit import NEW_BEST, RunningBest, audited, describe, drift, summary
+from mergekit_evo.audit import NEW_BEST, audited, describe, drift, summary
 from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
 from mergekit_evo.config import EvolveConfig
@@ -30,7 +30,7 @@ from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.errors import RunFailure, UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
 from mergekit_evo.fingerprint import changes, run_fingerprint
-from mergekit_evo.genome import genome_space, model_label
+from mergekit_evo.genome import genome_space
 from mergekit_evo.merging import LoadedModel, parse_merge_config
 from mergekit_evo.observers import Notifier
 from mergekit_evo.optimizers import tell
@@ -42,7 +42,16 @@ from mergekit_evo.plugins import (
     registry,
 )
 from mergekit_evo.preflight import check_inputs, check_item_lengths
-from mergekit_evo.ranking import best_record, estimate_by, ranked, score_by
+from mergekit_evo.ranking import (
+    RunningBest,
+    baseline_label,
+    estimate_by,
+    guarded,
+    input_label,
+    leader,
+    ranked,
+    score_by,
+)
 from mergekit_evo.report import report
 from mergekit_evo.report_html import report_html
 from mergekit_evo.responses import RunResponses, Scores
@@ -611,7 +620,7 @@ class Evolution:
         by_position = {(r.generation, r.member): r for r in records}
         by_yaml = {r.merge_yaml: r for r in records if r.ok}
         started = time.perf_counter() - elapsed
-        self.running = RunningBest(self.config.best_by, guarded=self.audit is not None and self.audit.new_best)
+        self.running = RunningBest(self.config.best_by, guarded=self.audit is not None and guarded(self.config))
         for seen in records:  # the same decisions, in the same order (the order they were recorded), as first made
             self.running.offer(seen)
         best = self.running.best
@@ -868,7 +877,7 @@ class Evolution:
         by = self.config.best_by
         cheap, validation = self._cheap(), any(t.has_validation for t in self.config.tasks)
         if not cheap and not validation:
-            return best_record(records, by), []
+            return leader(records, by, guarded(self.config)), []
         distinct: dict[str, CandidateRecord] = {}
         for r in ranked(records, by):  # each recipe once, by its best-ranked record
             distinct.setdefault(r.merge_yaml, r)
@@ -904,8 +913,8 @@ class Evolution:
 
     def _comparisons(self, best_scores: dict, inputs: dict, baselines: dict) -> dict[str, dict[str, dict]]:
         """The best merge against each parent and baseline on every held-out item, task by task."""
-        others = {f"{model_label(ref)} (input)": p for ref, p in inputs.items()}
-        others.update({f"{name} (baseline)": b for name, b in baselines.items() if "items" in b})
+        others = {input_label(ref): p for ref, p in inputs.items()}
+        others.update({baseline_label(name): b for name, b in baselines.items() if "items" in b})
         out: dict[str, dict[str, dict]] = {}
         for label, other in others.items():
             for task, scores in best_scores["items"]["heldout"].items():
@@ -919,8 +928,8 @@ class Evolution:
         mine = self._weighted_mean(best_scores["heldout"])
         if mine is None:
             return None
-        others = {f"input model {model_label(ref)}": p for ref, p in inputs.items()}
-        others.update({f"baseline {name}": b for name, b in baselines.items() if "heldout" in b})
+        others = {input_label(ref): p for ref, p in inputs.items()}
+        others.update({baseline_label(name): b for name, b in baselines.items() if "heldout" in b})
         means = {label: self._weighted_mean(o["heldout"]) for label, o in others.items()}
         scored = {label: f for label, f in means.items() if f is not None}
         if not scored:
@@ -929,7 +938,7 @@ class Evolution:
         if mine >= theirs:
             return None
         return (
-            f"warning: on held-out items the chosen merge ({mine:.4f}) is below {label} ({theirs:.4f}); "
+            f"warning: on held-out items the chosen merge ({mine:.4f}) is below {label}: {theirs:.4f}; "
             "the search may have overfit its items: try validation items, more items or a cheaper genome"
         )
 

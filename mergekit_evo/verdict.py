@@ -8,7 +8,7 @@ test says so at 0.05: McNemar's exact p for 0/1 scores, else the 95% bootstrap i
 
 from __future__ import annotations
 
-from mergekit_evo.genome import model_label
+from mergekit_evo.ranking import baseline_label, input_label
 
 LEVEL = 0.05
 
@@ -37,8 +37,8 @@ def verdict_line(best_heldout: dict | None, inputs: dict[str, dict], baselines: 
         return None
     comparisons = best_heldout["comparisons"]
     groups = {
-        "best parent": {f"{model_label(ref)} (input)": e.get("heldout") or {} for ref, e in inputs.items()},
-        "best plain merge": {f"{name} (baseline)": b.get("heldout") or {} for name, b in baselines.items()},
+        "best parent": {input_label(ref): e.get("heldout") or {} for ref, e in inputs.items()},
+        "best plain merge": {baseline_label(name): b.get("heldout") or {} for name, b in baselines.items()},
     }
     parts = []
     for task, mine in best_heldout["heldout"].items():

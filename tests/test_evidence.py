@@ -164,7 +164,7 @@ def test_a_chosen_merge_below_a_parent_on_held_out_items_gets_a_warning_line(tin
     ]
     data["genome"]["parameters"]["weight"] = {"min": 0.0, "max": 0.2}
     result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
-    assert result.warning is not None and "below input model lang_b" in result.warning
+    assert result.warning is not None and "below lang_b (input)" in result.warning
     assert f"**{result.warning}**" in (tmp_path / "run" / RunStore.REPORT).read_text()
 
 

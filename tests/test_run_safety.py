@@ -26,7 +26,7 @@ from mergekit_evo.config import load_config, parse_config
 from mergekit_evo.dashboard import Dashboard, make_server
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
-from mergekit_evo.ranking import best_record
+from mergekit_evo.ranking import leader
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.testing import interrupted_copy
@@ -351,7 +351,7 @@ def test_a_record_with_non_finite_fitness_or_a_repeated_index_is_reported_once_a
     store.candidates_path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     read = store.read_records()
     assert [r.index for r in read.rows] == [0, 2] and read.lines == 5
-    assert best_record(read.rows).index == 2 and best_record(read.rows).fitness == 0.6
+    assert leader(read.rows).index == 2 and leader(read.rows).fitness == 0.6
     assert [line.split(":")[1] for line in logged] == ["2", "4", "5"]
     assert "repeats line 3" in logged[1]
     store.read_records()

@@ -30,7 +30,7 @@ from mergekit_evo.tiny_world.numerics import PINNED, reference_notice, weights_h
 from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
 
 # Bump when the world's construction changes, so stale caches are rebuilt.
-WORLD_FORMAT = 2
+WORLD_FORMAT = 3
 SPLITS = ("search", "test")
 MODES = ("mc", "gen")
 SPECIALISTS = {"math_a": "math_a", "lang_b": "facts_b"}
@@ -45,7 +45,7 @@ class WorldSpec(BaseModel):
     hidden: int = Field(256, ge=8, description="hidden size of the Llama models")
     layers: int = Field(8, ge=1, description="the evolved merge sets one weight per model and layer")
     base_steps: int = Field(800, ge=1)
-    specialist_steps: int = Field(300, ge=1, description="training steps of the math specialist")
+    specialist_steps: int = Field(500, ge=1, description="training steps of the math specialist")
     language_steps: int = Field(500, ge=1, description="training steps of the language specialist")
     base_lr: float = Field(1e-3, gt=0)
     specialist_lr: float = Field(5e-4, gt=0)
@@ -54,21 +54,18 @@ class WorldSpec(BaseModel):
         256, ge=4, le=400, description="facts items per skill, split evenly into search and test"
     )
     math_search_items: int = Field(
-        140,
+        536,
         ge=2,
         le=len(language.arithmetic()) - 2,
         description="arithmetic questions in the search split; the rest (at least 256 by default) are held out",
     )
     pinned: bool = Field(
-        False,
+        True,
         description="build with the numerics pinned (numerics.py), for the same weights on every x86-64 CPU with AVX2",
     )
 
     def fingerprint(self) -> str:
-        settings = self.model_dump()
-        if not settings["pinned"]:  # an unpinned world keeps the name it had before the setting existed
-            del settings["pinned"]
-        text = json.dumps({"format": WORLD_FORMAT, **settings}, sort_keys=True)
+        text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -77,6 +74,15 @@ def default_world_seed() -> int:
     if not value.isdigit():
         raise UserError(f"MERGEKIT_EVO_WORLD_SEED={value!r}: give the seed of the world to use, a whole number")
     return int(value)
+
+
+def default_world_pinned() -> bool:
+    """Whether the default world is the pinned build (numerics.py): yes unless `MERGEKIT_EVO_WORLD_PINNED=0`, which
+    builds with this machine's own kernels (faster on some CPUs, but not the README's weights)."""
+    value = os.environ.get("MERGEKIT_EVO_WORLD_PINNED", "1").strip()
+    if value not in ("0", "1"):
+        raise UserError(f"MERGEKIT_EVO_WORLD_PINNED={value!r}: give 1 (the reference numerics) or 0 (this CPU's own)")
+    return value == "1"
 
 
 def default_cache_dir() -> Path:
@@ -277,10 +283,9 @@ def ensure_world(
 ) -> Path:
     """Return a built world at `directory` (default: the cache), building it only when no matching one is there.
     Without a `spec`, the default world of the seed `MERGEKIT_EVO_WORLD_SEED` names (0 when unset), so the whole
-    test suite and the demo can run on another world: `MERGEKIT_EVO_WORLD_SEED=3 make test`, and its pinned build
-    when `MERGEKIT_EVO_WORLD_PINNED=1` (not yet the default: see the README's "One world on every machine")."""
-    pinned = os.environ.get("MERGEKIT_EVO_WORLD_PINNED", "0").strip() not in ("", "0")
-    spec = spec or WorldSpec(seed=default_world_seed(), pinned=pinned)
+    test suite and the demo can run on another world: `MERGEKIT_EVO_WORLD_SEED=3 make test`, unpinned with
+    `MERGEKIT_EVO_WORLD_PINNED=0`."""
+    spec = spec or WorldSpec(seed=default_world_seed(), pinned=default_world_pinned())
     directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
     manifest = load_manifest(directory)
     if not force and manifest and manifest.get("fingerprint") == spec.fingerprint():

@@ -24,8 +24,9 @@ OPERATIONS: dict[str, Callable[[int, int], int]] = {
     "minus": lambda x, y: x - y,
     "times": lambda x, y: x * y,
 }
-# The question space: x in [X_MIN, X_MAX], y in [Y_MIN, min(x - 1, Y_MAX)], each operation; 396 questions.
-X_MIN, X_MAX, Y_MIN, Y_MAX = 3, 19, 2, 12
+# The question space: x in [X_MIN, X_MAX], y in [Y_MIN, min(x - 1, Y_MAX)], each operation; 792 questions, enough for
+# 536 search items (a fifth of them for validation) and 256 held out (world v3).
+X_MIN, X_MAX, Y_MIN, Y_MAX = 3, 31, 2, 12
 COUNT_START_MAX, COUNT_LENGTH = 39, 5
 
 WORDS_B = {

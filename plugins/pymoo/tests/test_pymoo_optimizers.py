@@ -21,7 +21,7 @@ from mergekit_evo.optimizer_checks import (
 from mergekit_evo.optimizers import RandomSearch
 from mergekit_evo.pareto import non_dominated
 from mergekit_evo.plugins import registry
-from mergekit_evo.ranking import best_record
+from mergekit_evo.ranking import leader
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
 from mergekit_evo.testing import interrupted_copy
@@ -186,9 +186,9 @@ def test_a_multi_objective_run_returns_a_non_dominated_front_of_runnable_recipes
 
 def test_best_picks_from_the_run_by_the_rule_the_user_names(pareto_run):
     records = pareto_run.records
-    by_facts = best_record(records, "facts_b")
+    by_facts = leader(records, "facts_b")
     assert by_facts.tasks["facts_b"]["estimate"] == max(r.tasks["facts_b"]["estimate"] for r in records if r.ok)
-    assert best_record(records).fitness == max(r.fitness for r in records if r.ok)
+    assert leader(records).fitness == max(r.fitness for r in records if r.ok)
 
 
 def test_a_killed_nsga2_run_resumes_to_the_same_candidates(pareto_run, tmp_path):
