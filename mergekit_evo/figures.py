@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import genome_space
 from mergekit_evo.ranking import best_so_far as ranking_best_so_far
-from mergekit_evo.ranking import references
+from mergekit_evo.ranking import guarded, references
 from mergekit_evo.run_view import RunView
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=50), legend=dict(orientation="h", y=-0.2))
@@ -31,7 +31,7 @@ def _others(view: RunView) -> dict[str, dict]:
 
 def best_so_far(view: RunView) -> list[float | None]:
     """The leader's score after each record, in recorded order, by the run's own rule (`ranking`)."""
-    return ranking_best_so_far(view.records, view.config.best_by)
+    return ranking_best_so_far(view.records, view.config.best_by, guarded(view.config))
 
 
 def fitness(view: RunView) -> go.Figure | None:

@@ -21,7 +21,8 @@ def register_optimizers(register):
     """Register optimizers.
 
     :param register: call `register(name, cls)` once per optimizer; `cls` subclasses `mergekit_evo.Optimizer` and
-        is built as `cls(dim=, n_objectives=, seed=, population=, options=, x0=, steps=)` (see its docstring).
+        is built as `cls(dim=, n_objectives=, seed=, population=, options=, x0=, steps=, depths=)` (see its
+        docstring).
         `name` is what a config's `optimizer.name` says.
     :return: nothing.
     """

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.merging import reproduce_command
-from mergekit_evo.ranking import baseline_label, best_by_generation, input_label
+from mergekit_evo.ranking import baseline_label, best_by_generation, guarded, input_label
 from mergekit_evo.runs import RunStore
 from mergekit_evo.verdict import verdict_line
 
@@ -159,7 +159,7 @@ def report(result: RunResult, config: EvolveConfig) -> str:
     for block in (finalists_table(result, config), audit_lines(result, config), comparison_table(result)):
         if block:
             lines += [""] + block
-    progress = best_by_generation(result.records, config.best_by)
+    progress = best_by_generation(result.records, config.best_by, guarded(config))
     if progress:
         rule = "weighted fitness" if config.best_by == "weighted" else config.best_by
         lines += ["", f"Best {rule} after each generation: " + ", ".join(f"{f:.4f}" for f in progress)]

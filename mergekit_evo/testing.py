@@ -3,11 +3,13 @@
 The optimizer benchmarks that plugin tests use (`final_best`, `front_quality`, `asks_after_resume`) are in
 `mergekit_evo.optimizer_checks`, which needs no pytest.
 
-A plugin's own tests use it with one line in their conftest.py:
+A plugin's own tests use it with two lines in their conftest.py:
 
-    from mergekit_evo.testing import tiny_world  # noqa: F401  (the fixture)
+    from mergekit_evo.testing import offline, tiny_world  # noqa: F401  (the fixture)
 
-Importing this module switches the Hugging Face libraries offline: tests never download.
+    offline()  # before anything imports the Hugging Face libraries: tests never download
+
+Importing this module changes nothing; `offline()` does, when called.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+def offline() -> None:
+    """Switch the Hugging Face libraries offline (unless the environment says otherwise) and quiet the tokenizers'
+    fork warning: the Hugging Face libraries read these once, when first imported, so call it first."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")

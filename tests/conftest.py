@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mergekit_evo.testing import tiny_world  # noqa: F401  (the session fixture)
+from mergekit_evo.testing import offline, tiny_world  # noqa: F401  (the session fixture)
+
+offline()  # before anything imports the Hugging Face libraries: tests never download
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,10 @@ mergekit that changed one refused in one line that names it and the tested range
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from pydantic import ValidationError
 
@@ -66,9 +66,10 @@ def test_the_planner_s_saves_come_in_the_executor_s_order_each_a_gather_and_a_me
     config = mergekit_api.merge_configuration(recipe)
     options = mergekit_api.merge_options(seed=0)
     arch_info, out_config = mergekit_api.architecture(config, options)
-    assert out_config.num_hidden_layers == yaml.safe_load((models / "base" / "config.json").read_text())[
-        "num_hidden_layers"
-    ]
+    assert (
+        out_config.num_hidden_layers
+        == yaml.safe_load((models / "base" / "config.json").read_text())["num_hidden_layers"]
+    )
     saves = mergekit_api.plan_saves(config.model_copy(deep=True), arch_info, options, out_config)
     with safetensors.safe_open(str(models / "base" / "model.safetensors"), "pt") as f:
         names = set(f.keys())
