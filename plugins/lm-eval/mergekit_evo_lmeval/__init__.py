@@ -1,10 +1,13 @@
-"""mergekit-evo plugin: lm-eval-harness tasks as fitness (`backend: lm-eval`), and `full-lm-eval`, the name configs
-written for it give the core's `full` estimator (every document of each task, as `lm_eval --tasks` runs it)."""
+"""mergekit-evo plugin: lm-eval-harness tasks as fitness (`backend: lm-eval`) and the `full-lm-eval` estimator."""
 
 from mergekit_evo import Estimator, hookimpl
 from mergekit_evo_lmeval.backend import LmEvalTask
 
-__all__ = ["LmEvalTask"]
+__all__ = ["LmEvalTask", "FullLmEvalEstimator"]
+
+
+class FullLmEvalEstimator(Estimator):
+    """Every document of each task, run through lm-eval whole (as `lm_eval --tasks` would): the costly reference."""
 
 
 @hookimpl
@@ -14,4 +17,4 @@ def register_task_backends(register):
 
 @hookimpl
 def register_estimators(register):
-    register("full-lm-eval", Estimator)  # the base class estimates from every item: the same as `full`
+    register("full-lm-eval", FullLmEvalEstimator)
