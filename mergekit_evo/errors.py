@@ -38,9 +38,15 @@ Options = TypeVar("Options", bound=BaseModel)
 
 def parse_plugin_options(model: type[Options], options: dict, field: str) -> Options:
     """Validate a plugin's `options:` mapping against its pydantic model; errors name the option and the valid ones.
+    Unknown keys are refused unless the model says `extra="allow"`, whatever else its config says.
 
     `field` is where the options sit in the config (`optimizer.options`), so the message points the user there.
     """
+    if model.model_config.get("extra") != "allow":  # strict by default: a misspelt option is never ignored
+        names = [f.alias or n for n, f in model.model_fields.items()]
+        unknown = [key for key in options if key not in names and key not in model.model_fields]
+        if unknown:
+            raise UserError(f"{field}.{unknown[0]}: unknown option; valid options: {', '.join(names) or 'none'}")
     try:
         return model.model_validate(options)
     except ValidationError as e:

@@ -266,9 +266,7 @@ class Evolution:
                 start=self.genome.initial_point(),
             )
         )
-        selection = {
-            name: [int(i) for i in self.estimator.select(name, len(task.item_ids))] for name, task in self.tasks.items()
-        }
+        selection = {name: self._selected(name, len(task.item_ids)) for name, task in self.tasks.items()}
         chosen = {
             name: {"indices": idx, "item_ids": [self.tasks[name].item_ids[i] for i in idx]}
             for name, idx in selection.items()
@@ -286,6 +284,37 @@ class Evolution:
                 "started with; put the item files back, or start a new run"
             )
         self.selection = selection
+
+    def _selected(self, task: str, n_items: int) -> list[int]:
+        """The estimator's items for `task`, checked: a plugin's empty, repeated or out-of-range choice is one line
+        naming it, before anything is scored."""
+        name = f"estimator {self.config.estimator.name!r}"
+        try:
+            chosen = [int(i) for i in self.estimator.select(task, n_items)]
+        except (TypeError, ValueError) as e:
+            raise RunFailure(
+                f"{name}: select() did not return item indices ({e}); report it to the plugin's authors"
+            ) from None
+        if not chosen or len(set(chosen)) != len(chosen) or min(chosen) < 0 or max(chosen) >= n_items:
+            raise RunFailure(
+                f"{name}: select({task!r}, {n_items}) returned {len(chosen)} indices, each must be distinct and in "
+                f"[0, {n_items}); report it to the plugin's authors"
+            )
+        return chosen
+
+    def _estimate(self, task: str, indices: list[int], scores: np.ndarray) -> float:
+        """The estimator's estimate, checked: a plugin's non-number or non-finite estimate is one line naming it."""
+        value = self.estimator.estimate(task, indices, scores)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not np.isfinite(number):
+            raise RunFailure(
+                f"estimator {self.config.estimator.name!r}: estimate() returned {value!r} for task {task!r}; it must "
+                "be a finite number; report it to the plugin's authors"
+            )
+        return number
 
     def _score_fully(self, model: LoadedModel) -> dict[str, np.ndarray]:
         return {
@@ -312,7 +341,7 @@ class Evolution:
         for name, given in scores.items():
             values = np.asarray(given, dtype=float)
             results[name] = {
-                "estimate": self.estimator.estimate(name, self.selection[name], values),
+                "estimate": self._estimate(name, self.selection[name], values),
                 "scores": [float(s) for s in values],
             }
         return results
@@ -445,7 +474,7 @@ class Evolution:
         out = {}
         for name, indices in self.selection.items():
             scores = np.asarray(items[name], dtype=float)
-            out[name] = self.estimator.estimate(name, indices, scores[indices])
+            out[name] = self._estimate(name, indices, scores[indices])
         return out
 
     def _refit_if_drifting(self, records: list[CandidateRecord], generation: int, state: dict) -> None:
@@ -586,6 +615,8 @@ class Evolution:
 
     def _search(self, executor: Executor, progress: bool) -> RunResult:
         self._select_items(progress)
+        if not self.store.read_records().lines:  # a plugin's broken ask is refused before anything is scored
+            self._asked(self._new_optimizer())
         inputs = self.score_inputs()
         recorded = self.store.read_records()
         records = recorded.rows
@@ -765,18 +796,24 @@ class Evolution:
         )
 
     def _asked(self, optimizer: Any) -> np.ndarray:
-        """The optimizer's next generation, checked: a plugin's wrong shape or non-finite value is one line naming it
-        (values outside [0, 1] are clipped to the cube, as the interface allows)."""
-        xs = np.asarray(optimizer.ask(), dtype=float)
+        """The optimizer's next generation, checked: a plugin's wrong shape, non-finite value or value outside the
+        unit cube is one line naming it (a rounding error of at most 1e-9 is clipped)."""
+        name = f"optimizer {self.config.optimizer.name!r}"
+        try:
+            xs = np.asarray(optimizer.ask(), dtype=float)
+        except (TypeError, ValueError) as e:
+            raise RunFailure(f"{name}: ask() did not return numbers ({e}); report it to the plugin's authors") from None
         if xs.ndim != 2 or xs.shape[1] != self.genome.dim or len(xs) == 0:
             raise RunFailure(
-                f"optimizer {self.config.optimizer.name} asked for an array of shape {xs.shape}; "
-                f"the interface wants (population, {self.genome.dim}); report it to the plugin's authors"
+                f"{name}: ask() returned an array of shape {xs.shape}; the interface wants (population, "
+                f"{self.genome.dim}), one row per candidate; report it to the plugin's authors"
             )
         if not np.isfinite(xs).all():
+            raise RunFailure(f"{name}: ask() returned a non-finite gene; report it to the plugin's authors")
+        if xs.min() < -1e-9 or xs.max() > 1 + 1e-9:
             raise RunFailure(
-                f"optimizer {self.config.optimizer.name} asked for a candidate with a non-finite gene; "
-                "report it to the plugin's authors"
+                f"{name}: ask() returned genes outside [0, 1] (from {xs.min():.6g} to {xs.max():.6g}); every gene "
+                "lives in the unit cube; report it to the plugin's authors"
             )
         return np.clip(xs, 0.0, 1.0)
 
