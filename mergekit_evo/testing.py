@@ -1,24 +1,104 @@
-"""Test support for mergekit-evo and its plugins: the tiny world as a pytest fixture, and an interrupted run.
+"""Test support for mergekit-evo's plugins: everything a plugin's tests need, from one module.
 
-The optimizer benchmarks that plugin tests use (`final_best`, `front_quality`, `asks_after_resume`) are in
-`mergekit_evo.optimizer_checks`, which needs no pytest.
+A plugin's tests import from `mergekit_evo` (the public API) and from here, nothing else of the package: the
+shipped plugins' tests do exactly that (a test checks it), so the core can move its modules without breaking them.
+It holds:
 
-A plugin's own tests use it with two lines in their conftest.py:
+- the tiny world as a session fixture (`tiny_world`), `offline()`, and ready-made configs on it
+  (`two_skill_config`, `cross_skill_config`, `task_file`, `SKILLS`);
+- runs: `evolve(config, run_dir)`, `resume(run_dir)`, `interrupted_copy` (a run as a kill would leave it), and the
+  parts a test inspects (`Evolution`, `parse_config`, `RunStore`, `load_view`, `leader`, `non_dominated`);
+- the optimizer checks (no pytest needed): `final_best` and `front_quality` compare an optimizer with random search
+  (`RandomSearch`) at the same budget on cheap stand-ins (`distance_objective`, `coordinate_items`), and
+  `asks_after_resume` proves it resumes exactly;
+- pieces of the core a backend or estimator plugin compares itself with (`NativeTask`, `TaskConfig`, `Item`,
+  `write_items`, `load_model`, `parse_merge_config`, `choice_logprobs`, `encode_items`, `StaticResponses`,
+  `estimator_points`, `random_merges`), and the plugin registry (`registry`, `get_plugin_manager`).
+
+A plugin's conftest.py:
 
     from mergekit_evo.testing import offline, tiny_world  # noqa: F401  (the fixture)
 
     offline()  # before anything imports the Hugging Face libraries: tests never download
 
-Importing this module changes nothing; `offline()` does, when called.
+Importing this module changes nothing, and loads the core's modules only as their names are first used.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from mergekit_evo.search import RunResult
+
+# name -> the module that defines it: loaded on first use (mergekit and torch are seconds to import)
+_SUPPORT = {
+    "Evolution": "mergekit_evo.search",
+    "RunResult": "mergekit_evo.search",
+    "parse_config": "mergekit_evo.config",
+    "TaskConfig": "mergekit_evo.config",
+    "RunStore": "mergekit_evo.runs",
+    "two_skill_config": "mergekit_evo.demo",
+    "cross_skill_config": "mergekit_evo.demo",
+    "task_file": "mergekit_evo.tiny_world",
+    "SKILLS": "mergekit_evo.tiny_world.language",
+    "load_view": "mergekit_evo.run_view",
+    "estimator_points": "mergekit_evo.figures",
+    "leader": "mergekit_evo.ranking",
+    "non_dominated": "mergekit_evo.pareto",
+    "registry": "mergekit_evo.plugins",
+    "get_plugin_manager": "mergekit_evo.plugins",
+    "RandomSearch": "mergekit_evo.optimizers",
+    "final_best": "mergekit_evo.optimizer_checks",
+    "front_quality": "mergekit_evo.optimizer_checks",
+    "asks_after_resume": "mergekit_evo.optimizer_checks",
+    "coordinate_items": "mergekit_evo.optimizer_checks",
+    "distance_objective": "mergekit_evo.optimizer_checks",
+    "maximize": "mergekit_evo.optimizer_checks",
+    "NativeTask": "mergekit_evo.tasks",
+    "Item": "mergekit_evo.items",
+    "write_items": "mergekit_evo.items",
+    "load_model": "mergekit_evo.merging",
+    "parse_merge_config": "mergekit_evo.merging",
+    "choice_logprobs": "mergekit_evo.native_scoring",
+    "encode_items": "mergekit_evo.native_scoring",
+    "StaticResponses": "mergekit_evo.responses",
+    "RunFailure": "mergekit_evo.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SUPPORT:
+        raise AttributeError(f"module 'mergekit_evo.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_SUPPORT[name]), name)
+    globals()[name] = value
+    return value
+
+
+def evolve(
+    config: dict, run_dir: Path, world: Path | None = None, log: Callable[[str], None] | None = None
+) -> RunResult:
+    """A whole run of `config` (a mapping, as a YAML file would hold; relative paths against `world`) into
+    `run_dir`, quietly unless `log` is given: what `mergekit-evo run` does."""
+    from mergekit_evo.config import parse_config
+    from mergekit_evo.search import Evolution
+
+    evolution = Evolution.start(parse_config(config, Path(world or ".")), Path(run_dir), log=log or (lambda _: None))
+    return evolution.run(progress=False)
+
+
+def resume(run_dir: Path, log: Callable[[str], None] | None = None) -> RunResult:
+    """A stopped run continued to its end: what `mergekit-evo resume` does."""
+    from mergekit_evo.search import Evolution
+
+    return Evolution.resume(Path(run_dir), log=log or (lambda _: None)).run(progress=False)
 
 
 def offline() -> None:

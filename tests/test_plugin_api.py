@@ -63,6 +63,18 @@ def test_the_shipped_plugins_import_only_the_public_api():
         assert all(line.endswith("from mergekit_evo") for line in imports), imports
 
 
+def test_the_shipped_plugins_tests_use_only_the_public_api_and_mergekit_evo_testing():
+    import mergekit_evo.testing
+
+    for tests in sorted((ROOT / "plugins").glob("*/tests")):
+        imports = _core_imports(tests)
+        assert imports, tests
+        outside = [line for line in imports if not line.endswith(("from mergekit_evo", "from mergekit_evo.testing"))]
+        assert not outside, outside
+    for name in mergekit_evo.testing._SUPPORT:  # every name the support module promises is there
+        assert getattr(mergekit_evo.testing, name) is not None, name
+
+
 class _Mine:
     """a third party's optimizer"""
 

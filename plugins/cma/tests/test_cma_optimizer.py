@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import yaml
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.optimizer_checks import (
+from mergekit_evo import UserError
+from mergekit_evo.testing import (
+    Evolution,
+    RandomSearch,
+    RunStore,
     asks_after_resume,
     distance_objective,
     final_best,
+    interrupted_copy,
+    parse_config,
+    two_skill_config,
 )
-from mergekit_evo.optimizers import RandomSearch
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.testing import interrupted_copy
 from mergekit_evo_cma import CMAES
 
 SEEDS = range(5)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from mergekit_evo.errors import UserError
-from mergekit_evo.responses import StaticResponses
+from mergekit_evo import UserError
+from mergekit_evo.testing import StaticResponses
 from mergekit_evo_irt.estimators import (
     ESTIMATORS,
     GMPIRTEstimator,

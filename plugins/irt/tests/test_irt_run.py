@@ -7,12 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.testing import interrupted_copy
-from mergekit_evo.tiny_world import task_file
+from mergekit_evo.testing import Evolution, RunStore, interrupted_copy, parse_config, task_file, two_skill_config
 
 BUDGET = 32
 
@@ -129,8 +124,7 @@ def test_an_audited_irt_run_refits_on_drift_keeps_its_anchors_and_a_resume_refit
 
 def test_the_report_plots_the_fitted_estimator_on_its_calibration_merges(runs):
     """report.html's estimator view: each calibration merge's estimate from its anchors against its full score."""
-    from mergekit_evo.figures import estimator_points
-    from mergekit_evo.run_view import load_view
+    from mergekit_evo.testing import estimator_points, load_view
 
     run = runs["gmp-irt"]
     points = estimator_points(load_view(run.run_dir))["calibration merges (fit on them)"]

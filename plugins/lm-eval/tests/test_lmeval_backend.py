@@ -11,18 +11,23 @@ import numpy as np
 import pytest
 import yaml
 
-from mergekit_evo.config import TaskConfig, parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.items import Item, write_items
-from mergekit_evo.merging import load_model
-from mergekit_evo.native_scoring import choice_logprobs, encode_items
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.tasks import NativeTask
-from mergekit_evo.testing import random_merges
-from mergekit_evo.tiny_world import task_file
-from mergekit_evo.tiny_world.language import SKILLS
+from mergekit_evo import UserError
+from mergekit_evo.testing import (
+    SKILLS,
+    Evolution,
+    Item,
+    NativeTask,
+    RunStore,
+    TaskConfig,
+    choice_logprobs,
+    encode_items,
+    load_model,
+    parse_config,
+    random_merges,
+    task_file,
+    two_skill_config,
+    write_items,
+)
 from mergekit_evo_lmeval.backend import LmEvalTask
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.optimizer_checks import asks_after_resume, coordinate_items, distance_objective, final_best
-from mergekit_evo.optimizers import RandomSearch
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo import UserError
+from mergekit_evo.testing import (
+    Evolution,
+    RandomSearch,
+    RunStore,
+    asks_after_resume,
+    coordinate_items,
+    distance_objective,
+    final_best,
+    parse_config,
+    two_skill_config,
+)
 from mergekit_evo_m2n2 import M2N2
 
 SEEDS = range(5)

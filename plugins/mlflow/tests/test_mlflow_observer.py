@@ -7,10 +7,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.testing import Evolution, RunStore, parse_config, two_skill_config
 from mergekit_evo_mlflow.observer import TAG, MlflowObserver
 
 pytestmark = pytest.mark.slow

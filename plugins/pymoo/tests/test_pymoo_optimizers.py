@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 import yaml
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.merging import parse_merge_config
-from mergekit_evo.optimizer_checks import (
+from mergekit_evo import UserError
+from mergekit_evo.testing import (
+    Evolution,
+    RandomSearch,
+    RunStore,
     asks_after_resume,
     distance_objective,
     final_best,
     front_quality,
+    interrupted_copy,
+    leader,
+    non_dominated,
+    parse_config,
+    parse_merge_config,
+    registry,
+    two_skill_config,
 )
-from mergekit_evo.optimizers import RandomSearch
-from mergekit_evo.pareto import non_dominated
-from mergekit_evo.plugins import registry
-from mergekit_evo.ranking import leader
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.testing import interrupted_copy
 from mergekit_evo_pymoo.optimizer import OPTIMIZERS
 
 SEEDS = range(5)

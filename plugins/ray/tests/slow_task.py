@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from mergekit_evo.tasks import NativeTask
+from mergekit_evo.testing import NativeTask
 
 
 class SlowNativeTask(NativeTask):

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mergekit_evo.merging import parse_merge_config
-from mergekit_evo.runs import RunStore
+from mergekit_evo.testing import RunStore, parse_merge_config
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent

@@ -14,11 +14,7 @@ import pytest
 import yaml
 
 from mergekit_evo import hookimpl
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.testing import Evolution, RunStore, get_plugin_manager, parse_config, two_skill_config
 
 pytestmark = pytest.mark.ray
 BIN = Path(sys.executable).parent
@@ -181,7 +177,7 @@ def test_a_driver_killed_with_minus_9_resumes_and_scores_nothing_twice(ray_insta
 
 
 def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
-    from mergekit_evo.errors import UserError
+    from mergekit_evo import UserError
 
     for executor, words in [
         ({"name": "ray", "options": {"workers": 0}}, ["executor.options.workers"]),
@@ -212,7 +208,7 @@ def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
 def test_a_worker_that_cannot_load_the_models_stops_the_run_in_one_line(ray_instance, tiny_world, tmp_path):
     import shutil
 
-    from mergekit_evo.errors import UserError
+    from mergekit_evo import UserError
 
     broken = tmp_path / "math_a"
     shutil.copytree(tiny_world / "models" / "math_a", broken)

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.testing import Evolution, RunStore, parse_config, two_skill_config
 
 pytestmark = pytest.mark.slow
 
