@@ -493,6 +493,9 @@ def best(run_dir: Path, by: str | None, write_model: Path | None, force: bool) -
     if by not in rules:
         raise UserError(f"--by: must be 'weighted' or a task name; {close_matches(by, rules)}")
     if write_model:
+        from mergekit_evo.config import check_config
+
+        check_config(cfg)  # merging needs the models where the run found them
         check_model_target(write_model, force)
     final = (store.read_json(RunStore.BEST_HELDOUT) or {}).get("index") if by == cfg.best_by else None
     record = chosen(store.records(), by, guarded(cfg), final)  # what best.yaml holds, under the run's own rule

@@ -447,7 +447,22 @@ def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
 
 
 def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
-    """Validate a config mapping (ours or mergekit-evolve's); paths are resolved against `root`."""
+    """Validate a config mapping (ours or mergekit-evolve's); paths are resolved against `root`; then check that
+    the models are there and that mergekit has the method (`check_config`): what a run starts from."""
+    config = read_config(data, root)
+    check_config(config)
+    return config
+
+
+def check_config(config: EvolveConfig) -> None:
+    """What a config says that must hold on this machine: the models' folders exist, mergekit has the method."""
+    check_models(config)
+    check_method(config)
+
+
+def read_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
+    """The schema alone, paths resolved against `root`: what a view of a run needs, which opens no model folder
+    (a run folder copied to another machine, its models left behind, is still read)."""
     if not isinstance(data, dict):
         raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
     if isinstance(data.get("genome"), dict) and "models" in data["genome"]:
@@ -458,10 +473,7 @@ def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
         config = EvolveConfig.model_validate(data)
     except ValidationError as e:
         raise UserError(format_validation_error(e)) from None
-    config = _resolve_paths(config, root)
-    check_models(config)
-    check_method(config)
-    return config
+    return _resolve_paths(config, root)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

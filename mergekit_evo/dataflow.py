@@ -76,7 +76,7 @@ def materialize_sources(config: EvolveConfig, log) -> None:
 class DataFlowSpace(Space):
     """The data-flow genome (see the module docstring)."""
 
-    def __init__(self, config: EvolveConfig, relax_choices: bool | None = None):
+    def __init__(self, config: EvolveConfig, relax_choices: bool = False):
         self.config = config
         dfs: DataFlowConfig = config.genome.dfs  # type: ignore[assignment]  # genome_space checked it is set
         self.dfs = dfs

@@ -14,8 +14,6 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mergekit_evo.errors import UserError
-from mergekit_evo.genome import genome_space
 from mergekit_evo.ranking import best_so_far as ranking_best_so_far
 from mergekit_evo.ranking import guarded, references
 from mergekit_evo.run_view import RunView
@@ -162,26 +160,12 @@ def task_scores(view: RunView) -> go.Figure | None:
 
 
 def _layout_of(view: RunView, genes: list[str]) -> list[tuple[str, str, str]] | None:
-    """(parameter, layer group, model) for each gene name, from the genome the config describes; None when the
-    names cannot be matched (the models' config.json is not on this machine)."""
-    for relaxed in (False, True):  # a method gene's encoding follows the optimizer; the names tell which it was
-        try:
-            space = genome_space(view.config, relax_choices=relaxed)
-        except (UserError, OSError):
-            return None
-        if space.names == genes:
-            break
-    else:
+    """(parameter, layer group, model) for each gene name, as the run described its genome (genome.json); None for a
+    run that did not (an earlier version's), whose genes are then drawn by name."""
+    layout = {g["name"]: g for g in view.genome_layout or []}
+    if any(name not in layout for name in genes):
         return None
-    groups = getattr(space, "group_labels", None) or [n.rstrip(".") or "all layers" for n in space.group_prefixes]
-    return [
-        (
-            g.parameter if g.tensor_filter is None else f"{g.parameter} [{g.tensor_filter}]",
-            groups[g.group],
-            "shared" if g.model is None else space.labels[g.model],
-        )
-        for g in space.genes
-    ]
+    return [(layout[n]["parameter"], layout[n]["group"], layout[n]["model"]) for n in genes]
 
 
 def genome(view: RunView) -> go.Figure | None:
@@ -331,27 +315,9 @@ def estimator_points(view: RunView) -> dict[str, list[tuple[float, float, str]]]
 
 
 def _calibration_points(view: RunView) -> list[tuple[float, float, str]]:
-    """The learned estimator's estimate of each calibration merge from its selected items, against its full score;
-    empty when the estimator is not installed here or keeps no state."""
-    if view.estimator_state is None or not view.selection:
-        return []
-    try:
-        from mergekit_evo.plugins import registry
-
-        cls = registry().get("estimators", view.config.estimator.name, "estimator.name", view.config.providers)
-        estimator = cls(options=view.config.estimator.options, seed=view.config.seed)
-        estimator.set_state(view.estimator_state)
-        points = []
-        for row in view.responses:
-            if not str(row.get("key", "")).startswith("merge:"):
-                continue
-            for task, scores in row["tasks"].items():
-                indices = view.selection[task]["indices"]
-                estimate = estimator.estimate(task, indices, np.asarray(scores)[indices])
-                points.append((float(estimate), float(np.mean(scores)), f"calibration merge, {task}"))
-        return points
-    except Exception:  # a view draws what it can: an estimator it cannot rebuild here only loses this series
-        return []
+    """The learned estimator's estimate of each calibration merge from its selected items, against its full score,
+    as the run wrote them (calibration.json): no plugin is loaded to draw them."""
+    return [(float(estimate), float(truth), str(label)) for estimate, truth, label in view.calibration or []]
 
 
 def estimator(view: RunView) -> go.Figure | None:

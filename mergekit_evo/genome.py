@@ -97,20 +97,17 @@ def _group_names(k: int, n_layers: int | None, smooth: bool = True) -> list[str]
     return names
 
 
-def relaxes_choices(config: EvolveConfig) -> bool:
-    """Whether the run's optimizer takes a categorical gene as one continuous gene per option (CMA-ES does)."""
-    from mergekit_evo.plugins import get_plugin_manager, registry
-
-    optimizer = registry(get_plugin_manager()).get(
-        "optimizers", config.optimizer.name, "optimizer.name", config.providers
-    )
-    return bool(getattr(optimizer, "relaxes_choices", False))
-
-
 class Space:
-    """What every genome is: genes over the unit cube, and a point's mergekit recipe (`to_dict`, in a subclass)."""
+    """What every genome is: genes over the unit cube, and a point's mergekit recipe (`to_dict`, in a subclass).
+
+    A subclass sets `genes`, `labels` (each model's or source's name) and `group_labels` (each layer group's or
+    position's name), and implements `to_dict`, `unit_steps`, `depths`, `default_point`, `initial_point`, `encode`
+    and `describe`.
+    """
 
     genes: list[Gene]
+    labels: list[str]
+    group_labels: list[str]
 
     @property
     def dim(self) -> int:
@@ -125,6 +122,42 @@ class Space:
 
     def to_dict(self, x: np.ndarray) -> dict:
         raise NotImplementedError
+
+    def unit_steps(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def depths(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def default_point(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def initial_point(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def encode(self, merge_yaml: str | dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def layout(self) -> list[dict]:
+        """Each gene as the views draw it, written to the run folder (genome.json) so they need neither the models
+        nor the plugins: its name, parameter (with its tensor group), layer group, model, and a categorical gene's
+        options (one gene picking among `choices`, or one gene per `option`, the largest choosing)."""
+        return [
+            {
+                "name": g.name,
+                "parameter": g.parameter if g.tensor_filter is None else f"{g.parameter} [{g.tensor_filter}]",
+                "group": self.group_labels[g.group],
+                "model": "shared" if g.model is None else self.labels[g.model],
+                "low": g.low,
+                "high": g.high,
+                **({"choices": list(g.choices)} if g.choices else {}),
+                **({"option": g.option} if g.option else {}),
+            }
+            for g in self.genes
+        ]
 
     def to_merge_config(self, x: np.ndarray) -> MergeConfiguration:
         return merge_configuration(self.to_dict(x))
@@ -143,7 +176,7 @@ class GenomeSpace(Space):
     the default point merges with it. A parameter's genes count only when the chosen method takes it.
     """
 
-    def __init__(self, config: EvolveConfig, relax_choices: bool | None = None):
+    def __init__(self, config: EvolveConfig, relax_choices: bool = False):
         self.config = config
         self.methods = config.methods()
         self.specs = {m: mergekit_method(m) for m in self.methods}
@@ -174,11 +207,10 @@ class GenomeSpace(Space):
         self.labels = labels
         prefixes = _group_names(groups, self.n_layers, self.smooth)
         self.group_prefixes = prefixes  # each layer group's name, as its genes' names begin
+        self.group_labels = [n.rstrip(".") or "all layers" for n in prefixes]
         self.filters: list[str | None] = [*config.genome.filters, None] if config.genome.filters else [None]
         genes: list[Gene] = []
         if len(self.methods) > 1:
-            if relax_choices is None:
-                relax_choices = relaxes_choices(config)
             if relax_choices:
                 genes += [Gene(f"method.{m}", "merge_method", 0.0, 1.0, None, None, 0, option=m) for m in self.methods]
             else:
@@ -363,7 +395,7 @@ class GenomeSpace(Space):
         return self.encode(path.read_text())
 
 
-def genome_space(config: EvolveConfig, relax_choices: bool | None = None):
+def genome_space(config: EvolveConfig, relax_choices: bool = False):
     """The run's genome: data-flow (`genome.dfs`) or parameter space; both map [0,1]^d to a mergekit recipe."""
     if config.genome.dfs is not None:
         from mergekit_evo.dataflow import DataFlowSpace

@@ -47,6 +47,8 @@ class RunView:
     selection: dict | None = None
     responses: list[dict] = field(default_factory=list)  # whole-item-set scores an estimator learned from
     estimator_state: Any = None  # the estimator's state at the latest checkpoint (after its refits), if any
+    genome_layout: list[dict] | None = None  # each gene as the run described it (genome.json; None before it)
+    calibration: list[list] | None = None  # a learning estimator's (estimate, truth, label) per calibration merge
     report_md: str | None = None
 
     @property
@@ -130,6 +132,8 @@ def load_view(path: Path, log: Callable[[str], None] | None = None) -> RunView:
         selection=store.read_json(RunStore.SELECTION),
         responses=store.read_log(store.responses_path, dict).rows if store.responses_path.exists() else [],
         estimator_state=_estimator_state(store) if config.estimator.name != "full" else None,
+        genome_layout=(store.read_json(RunStore.GENOME) or {}).get("genes"),
+        calibration=(store.read_json(RunStore.CALIBRATION) or {}).get("points"),
         report_md=store.read_text(RunStore.REPORT),
         ended=os.path.lexists(report) and _mtime(report) >= _mtime(store.candidates_path),
         version=before,

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mergekit_evo.config import EvolveConfig, load_yaml_text, parse_config
+from mergekit_evo.config import EvolveConfig, load_yaml_text, read_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import (
     BadLine,
@@ -146,6 +146,8 @@ class RunStore:
     VALIDATION = "validation.json"
     FULL_SEARCH = "full_search.json"
     AUDIT = "audit.json"
+    GENOME = "genome.json"  # each gene as the views draw it (`Space.layout`)
+    CALIBRATION = "calibration.json"  # a learning estimator's estimate of each merge it was fit on, and the truth
     BEST_MODEL = "best_model"
     REPORT = "report.md"
     REPORT_HTML = "report.html"
@@ -225,7 +227,8 @@ class RunStore:
 
     @classmethod
     def open(cls, path: Path, log: Callable[[str], None] | None = None) -> tuple[RunStore, EvolveConfig]:
-        """An existing run and its config, for reading (`lock()` it to write)."""
+        """An existing run and its config, for reading (`lock()` it to write): the config's schema only; a writer
+        checks the models and method itself (`config.check_config`)."""
         path = Path(path)
         store = cls(path, log)
         config_path = store.file(cls.CONFIG)
@@ -235,7 +238,7 @@ class RunStore:
         text = store.read_text(cls.CONFIG)
         assert text is not None
         data = load_yaml_text(text, config_path)
-        config = parse_config(data, store.path)
+        config = read_config(data, store.path)
         return store, config.model_copy(update={"run_dir": store.path.resolve()})
 
     def lock(self, repair: bool = True) -> None:

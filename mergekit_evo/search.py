@@ -25,7 +25,7 @@ from tqdm import tqdm
 from mergekit_evo.audit import NEW_BEST, audited, describe, drift, summary
 from mergekit_evo.audit import reasons as audit_reasons
 from mergekit_evo.baselines import configured_baselines
-from mergekit_evo.config import EvolveConfig
+from mergekit_evo.config import EvolveConfig, check_config
 from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.errors import RunFailure, UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
@@ -186,6 +186,7 @@ class Evolution:
         now; `accept_inputs` records the current inputs as the run's instead (the user vouches for them).
         """
         store, config = RunStore.open(run_dir, log)
+        check_config(config)
         store.lock()
         try:
             evolution = cls(config, store, log=log)
@@ -249,6 +250,22 @@ class Evolution:
     def close(self) -> None:
         """Give up the run's lock (a run also gives it up when `run` returns or the process ends)."""
         self.store.unlock()
+
+    def _write_calibration(self) -> None:
+        """calibration.json: what the estimator, as fitted now, makes of each merge it learned from (its estimate
+        from the selected items against the score on all of them), so a view draws it without the plugin."""
+        if self.estimator.get_state() is None or not self.store.responses_path.exists():
+            return
+        points = []
+        for row in self.store.read_log(self.store.responses_path, dict).rows:
+            if not str(row.get("key", "")).startswith("merge:"):
+                continue
+            for task, scores in row["tasks"].items():
+                if task in self.selection:
+                    values = np.asarray(scores, dtype=float)
+                    estimate = self._estimate(task, self.selection[task], values[self.selection[task]])
+                    points.append([estimate, float(values.mean()), f"calibration merge, {task}"])
+        self.store.write_json(RunStore.CALIBRATION, {"points": points})
 
     def _select_items(self, progress: bool) -> None:
         """Prepare the estimator, then draw the items per task once; a resumed run checks it draws the same ones."""
@@ -500,6 +517,7 @@ class Evolution:
             return
         if not changed:
             return
+        self._write_calibration()
         for name, task in self.tasks.items():
             if [int(i) for i in self.estimator.select(name, len(task.item_ids))] != self.selection[name]:
                 raise RuntimeError(f"estimator {self.config.estimator.name} changed the items of {name} when refitting")
@@ -614,7 +632,9 @@ class Evolution:
             self.notifier.close(finished)
 
     def _search(self, executor: Executor, progress: bool) -> RunResult:
+        self.store.write_json(RunStore.GENOME, {"genes": self.genome.layout()})
         self._select_items(progress)
+        self._write_calibration()
         if not self.store.read_records().lines:  # a plugin's broken ask is refused before anything is scored
             self._asked(self._new_optimizer())
         inputs = self.score_inputs()
@@ -645,6 +665,7 @@ class Evolution:
             elapsed = float(state.get("elapsed", 0.0))
             if state.get("estimator") is not None:
                 self.estimator.set_state(state["estimator"])
+            self._write_calibration()
             audit_state = state.get("audit") or audit_state
             self.log(f"resuming at generation {generation} with {len(records)} recorded candidates")
         optimizer = self.replayed_optimizer(records, generation)
