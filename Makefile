@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The plugin distributions shipped in this repository; each is a package of its own, installed beside the core.
 PLUGINS := plugins/cma plugins/pymoo plugins/irt plugins/lm-eval plugins/ray plugins/wandb plugins/mlflow plugins/m2n2
 
-.PHONY: install lock test lint demo bench clean
+.PHONY: install lock test check lint demo bench clean
 
 # Every package at the version in the lock, so every machine runs what the tests ran; `make lock` refreshes it.
 LOCK := requirements.lock
@@ -37,7 +37,12 @@ lock:
 	rm -rf $(LOCK_VENV)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
+
+# The two-minute loop: the house rules and the fast tier (the micro world and the fake merger and backend; no test
+# on the 8-layer tiny world, none marked slow).
+check: lint
+	$(PY) -m pytest -q -m "not world and not slow"
 
 # The house rules, clean on the whole tree; .ci/run runs them before the tests. pyproject holds their settings:
 # ruff (lint, and the format check) and mypy (the core and the shipped plugins, with pydantic's mypy plugin).

@@ -26,6 +26,7 @@ Importing this module changes nothing, and loads the core's modules only as thei
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import shutil
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from mergekit_evo.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from mergekit_evo.search import RunResult
@@ -119,6 +122,135 @@ def tiny_world() -> Path:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     return ensure_world()
+
+
+MICRO = {  # the micro world's settings (a WorldSpec's): built in seconds
+    "hidden": 32,
+    "layers": 2,
+    "base_steps": 30,
+    "specialist_steps": 20,
+    "language_steps": 20,
+    "items_per_skill": 32,
+    "math_search_items": 48,
+    "math_test_items": 32,
+    "batch_size": 16,
+}
+
+
+@pytest.fixture(scope="session")
+def micro_world() -> Path:
+    """The micro world: the tiny world's files, skills and item format, with 2-layer, 32-wide models trained for
+    seconds (about 15 s to build on 2 cores, then cached). For tests of plumbing (configs, run folders, resume,
+    views), where what the models know does not matter; the tiny world is for tests that judge model behaviour."""
+    import transformers
+
+    from mergekit_evo.tiny_world import WorldSpec, ensure_world
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return ensure_world(spec=WorldSpec(**MICRO), log=lambda _: None)
+
+
+def fake_quality(model: Any) -> float:
+    """How good a fake-merged model is, in [0, 1]: near 1 when every weight of its recipe is 0.7, lower the further
+    they are (an input model: a fixed value from its name). Smooth, so optimizers have something to climb."""
+    import hashlib
+
+    if isinstance(model, str):
+        return 0.2 + 0.4 * int(hashlib.sha256(model.encode()).hexdigest()[:4], 16) / 0xFFFF
+    weights = [
+        float(value)
+        for entry in model.models
+        for name, value in (entry.parameters or {}).items()
+        if name == "weight" and isinstance(value, (int, float))
+    ]
+    weights += [
+        float(v)
+        for entry in model.models
+        for name, value in (entry.parameters or {}).items()
+        if name == "weight" and isinstance(value, list)
+        for v in value
+    ]
+    return float(max(0.0, 1.0 - sum(abs(w - 0.7) for w in weights) / max(len(weights), 1)))
+
+
+def _fake_scores(model: Any, ids: list[str]) -> Any:
+    """Item `id` right when a hash of (model, id) falls below the model's quality: deterministic, item by item."""
+    import hashlib
+
+    import numpy as np
+
+    key = model if isinstance(model, str) else model.model_dump_json()
+    quality = fake_quality(model)
+    draws = [int(hashlib.sha256(f"{key}|{i}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for i in ids]
+    return np.array([1.0 if u < quality else 0.0 for u in draws])
+
+
+class _FakePlugin:
+    """A `fake` merger and a `fake` task backend, registered in code: a run with no model arithmetic and no
+    forward pass, for tests of the run loop (scheduling, resume, audit, the store) that need seconds, not minutes."""
+
+    @staticmethod
+    @functools.cache
+    def classes() -> tuple[type, type]:
+        import contextlib
+
+        from mergekit_evo.merging import LoadedModel, Merger
+        from mergekit_evo.tasks import NativeTask
+
+        class FakeMerger(Merger):
+            """No merge: the recipe itself is the model a `fake` task scores."""
+
+            @contextlib.contextmanager
+            def merged(self, merge_config, seed=None):
+                yield LoadedModel(model=merge_config, tokenizer=None)
+
+            @contextlib.contextmanager
+            def input_model(self, ref):
+                yield LoadedModel(model=ref, tokenizer=None, input_ref=ref)
+
+        class FakeTask(NativeTask):
+            """The items of a native task, each scored by `fake_quality` and a hash: no forward pass."""
+
+            def score(self, model, indices):
+                return _fake_scores(model.model, [self.items[i].id for i in indices])
+
+            def score_heldout(self, model):
+                return None if not self.test_items else _fake_scores(model.model, [i.id for i in self.test_items])
+
+            def score_validation(self, model):
+                items = self.validation_items
+                return None if not items else _fake_scores(model.model, [i.id for i in items])
+
+        return FakeMerger, FakeTask
+
+    @hookimpl
+    def register_mergers(self, register):
+        register("fake", self.classes()[0])
+
+    @hookimpl
+    def register_task_backends(self, register):
+        register("fake", self.classes()[1])
+
+
+@pytest.fixture(scope="session")
+def fake_plugins():
+    """Registers the `fake` merger and task backend for the session (`merger: {name: fake}`, `backend: fake`)."""
+    from mergekit_evo.plugins import get_plugin_manager
+
+    plugin = _FakePlugin()
+    get_plugin_manager().register(plugin, name="mergekit-evo-fake")
+    yield
+    get_plugin_manager().unregister(plugin)
+
+
+def faked(config: dict) -> dict:
+    """`config` with the fake merger and every task on the fake backend."""
+    return {
+        **config,
+        "merger": {"name": "fake"},
+        "tasks": [{**task, "backend": "fake"} for task in config["tasks"]],
+    }
 
 
 def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:

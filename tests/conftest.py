@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from mergekit_evo.testing import offline, tiny_world  # noqa: F401  (the session fixture)
+from mergekit_evo.testing import fake_plugins, micro_world, offline, tiny_world  # noqa: F401  (session fixtures)
 
 offline()  # before anything imports the Hugging Face libraries: tests never download
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tiers: a test on the 8-layer tiny world is marked `world` (it judges what models know, or merges them
+    bitwise), so `make check` can leave it, and the slow ones, to `make test`."""
+    for item in items:
+        if "tiny_world" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.world)
 
 
 @pytest.fixture(scope="session")

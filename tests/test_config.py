@@ -56,9 +56,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("label, change, words", BAD, ids=[b[0] for b in BAD])
-def test_a_bad_config_gives_a_one_line_error_naming_the_field(tiny_world, label, change, words):
+def test_a_bad_config_gives_a_one_line_error_naming_the_field(micro_world, label, change, words):
     with pytest.raises(UserError) as error:
-        parse_config(_broken(tiny_world, change), tiny_world)
+        parse_config(_broken(micro_world, change), micro_world)
     message = str(error.value)
     assert "\n" not in message
     for word in words:
@@ -74,27 +74,27 @@ def test_a_bad_config_gives_a_one_line_error_naming_the_field(tiny_world, label,
         ("merger", lambda d: d.update(merger="ram"), ["merger", "disk"]),
     ],
 )
-def test_an_unknown_plugin_name_lists_the_installed_choices(tiny_world, field, change, words):
-    data = copy.deepcopy(two_skill_config(tiny_world))
+def test_an_unknown_plugin_name_lists_the_installed_choices(micro_world, field, change, words):
+    data = copy.deepcopy(two_skill_config(micro_world))
     change(data)
     with pytest.raises(UserError) as error:
-        check_plugin_names(parse_config(data, tiny_world), registry())
+        check_plugin_names(parse_config(data, micro_world), registry())
     for word in words:
         assert word in str(error.value)
 
 
-def test_mergekit_evolve_configs_are_accepted(tiny_world):
+def test_mergekit_evolve_configs_are_accepted(micro_world):
     data = {
         "genome": {
-            "models": [str(tiny_world / "models" / "math_a"), str(tiny_world / "models" / "lang_b")],
-            "base_model": str(tiny_world / "models" / "base"),
+            "models": [str(micro_world / "models" / "math_a"), str(micro_world / "models" / "lang_b")],
+            "base_model": str(micro_world / "models" / "base"),
             "merge_method": "dare_ties",
             "layer_granularity": 1,
             "normalize": False,
         },
         "tasks": [{"name": "gsm8k", "weight": 1.0}],
     }
-    config = parse_config(data, tiny_world)
+    config = parse_config(data, micro_world)
     assert config.merge_method == "dare_ties"
     assert set(config.genome.parameters) == {"weight", "density", "normalize"}
     assert config.genome.layer_groups == "per_layer"
@@ -137,23 +137,23 @@ def test_mergekit_evolve_s_filters_smooth_and_granularity_become_the_same_genome
     assert len(GenomeSpace(smooth).to_dict(np.zeros(space.dim))["models"][0]["parameters"]["weight"][0]["value"]) == 4
 
 
-def test_mergekit_evolve_s_wandb_flags_turn_on_the_wandb_observer(tiny_world, tmp_path):
+def test_mergekit_evolve_s_wandb_flags_turn_on_the_wandb_observer(micro_world, tmp_path):
     from mergekit_evo.evolve_compat import EvolveFlags, evolve_flags
 
-    data = two_skill_config(tiny_world)
+    data = two_skill_config(micro_world)
     flags = EvolveFlags(tmp_path, wandb=True, wandb_project="merges", wandb_entity="lab", strategy="serial")
-    config = parse_config(evolve_flags(data, flags, gpus=0), tiny_world)
+    config = parse_config(evolve_flags(data, flags, gpus=0), micro_world)
     assert [(o.name, o.options) for o in config.observers] == [("wandb", {"project": "merges", "entity": "lab"})]
     check_plugin_names(config, registry())  # the observer is installed and its options are its own
     assert any(m.startswith("--wandb -> the wandb observer") for m in flags.mapped)
     assert (
-        parse_config(evolve_flags(data, EvolveFlags(tmp_path, strategy="serial"), gpus=0), tiny_world).observers == []
+        parse_config(evolve_flags(data, EvolveFlags(tmp_path, strategy="serial"), gpus=0), micro_world).observers == []
     )
 
 
-def test_the_cli_prints_a_config_error_in_one_line_without_traceback(tiny_world, tmp_path):
+def test_the_cli_prints_a_config_error_in_one_line_without_traceback(micro_world, tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(_broken(tiny_world, lambda d, w: d.update(merge_method="tie"))))
+    path.write_text(yaml.safe_dump(_broken(micro_world, lambda d, w: d.update(merge_method="tie"))))
     assert_one_line_error(cli("run", str(path), "--run-dir", str(tmp_path / "run")), "merge_method", "ties")
 
 
@@ -189,13 +189,13 @@ def test_listing_the_plugins_does_not_import_mergekit():
     assert result.stdout.strip() == "['disk', 'resident'] ['mlflow', 'wandb'] []", result.stdout + result.stderr
 
 
-def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
+def test_an_unknown_optimizer_option_names_the_valid_ones(micro_world, tmp_path):
     from mergekit_evo.search import Evolution
 
-    data = copy.deepcopy(two_skill_config(tiny_world))
+    data = copy.deepcopy(two_skill_config(micro_world))
     data["estimator"] = {"name": "subsample", "options": {"n": 5}}
     with pytest.raises(UserError, match=r"estimator.options.n: unknown option; valid options: k"):
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
+        Evolution.start(parse_config(data, micro_world), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 
@@ -208,13 +208,13 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(tiny_world, tmp_path):
     ],
     ids=["unknown option", "not a device", "a CUDA device that is not there"],
 )
-def test_disk_merger_options_are_checked_before_the_run_starts(tiny_world, tmp_path, options, words):
+def test_disk_merger_options_are_checked_before_the_run_starts(micro_world, tmp_path, options, words):
     from mergekit_evo.search import Evolution
 
-    data = copy.deepcopy(two_skill_config(tiny_world))
+    data = copy.deepcopy(two_skill_config(micro_world))
     data["merger"] = {"name": "disk", "options": options}
     with pytest.raises(UserError) as error:
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "run")
+        Evolution.start(parse_config(data, micro_world), tmp_path / "run")
     assert all(word in str(error.value) for word in words) and "\n" not in str(error.value)
     assert not (tmp_path / "run").exists()
 

@@ -32,30 +32,30 @@ def test_gene_names_say_which_layers_model_and_parameter(tiny_world):
     ]
 
 
-def test_a_point_becomes_a_gradient_list_within_the_bounds(tiny_world):
-    space = GenomeSpace(_config(tiny_world))
+def test_a_point_becomes_a_gradient_list_within_the_bounds(micro_world):
+    space = GenomeSpace(_config(micro_world))
     data = space.to_dict(np.array([0.0, 1.0, 0.5, 0.2]))
     assert data["models"][0]["parameters"]["weight"] == [0.0, 1.0]
     assert data["models"][1]["parameters"]["weight"] == [0.5, 0.2]
 
 
-def test_an_existing_recipe_is_encoded_as_the_starting_point(tiny_world, tmp_path):
+def test_an_existing_recipe_is_encoded_as_the_starting_point(micro_world, tmp_path):
     recipe = tmp_path / "start.yaml"
     recipe.write_text(
         yaml.safe_dump(
             {
                 "merge_method": "task_arithmetic",
-                "base_model": str(tiny_world / "models" / "base"),
+                "base_model": str(micro_world / "models" / "base"),
                 "models": [
-                    {"model": str(tiny_world / "models" / "math_a"), "parameters": {"weight": 0.3}},
-                    {"model": str(tiny_world / "models" / "lang_b"), "parameters": {"weight": [0.6, 1.2]}},
+                    {"model": str(micro_world / "models" / "math_a"), "parameters": {"weight": 0.3}},
+                    {"model": str(micro_world / "models" / "lang_b"), "parameters": {"weight": [0.6, 1.2]}},
                 ],
             }
         )
     )
     space = GenomeSpace(
         _config(
-            tiny_world,
+            micro_world,
             genome={"parameters": {"weight": {"min": 0, "max": 1.5}}, "layer_groups": 2, "initial": str(recipe)},
         )
     )
@@ -63,14 +63,14 @@ def test_an_existing_recipe_is_encoded_as_the_starting_point(tiny_world, tmp_pat
     assert list(values.values()) == pytest.approx([0.3, 0.3, 0.6, 1.2])
 
 
-def test_discrete_steps_snap_values_to_the_grid(tiny_world):
-    space = GenomeSpace(_config(tiny_world, genome={"parameters": {"weight": {"min": 0, "max": 1, "step": 0.1}}}))
+def test_discrete_steps_snap_values_to_the_grid(micro_world):
+    space = GenomeSpace(_config(micro_world, genome={"parameters": {"weight": {"min": 0, "max": 1, "step": 0.1}}}))
     assert list(space.values(np.array([0.43, 0.97])).values()) == [0.4, 1.0]
 
 
-def test_emitted_yaml_through_mergekit_yaml_gives_the_disk_mergers_tensors(tiny_world, tmp_path):
+def test_emitted_yaml_through_mergekit_yaml_gives_the_disk_mergers_tensors(micro_world, tmp_path):
     cfg = _config(
-        tiny_world,
+        micro_world,
         merge_method="ties",
         genome={
             "parameters": {"weight": {"min": 0, "max": 1.5}, "density": {"min": 0.2, "max": 1.0}},
@@ -108,13 +108,13 @@ def test_emitted_yaml_through_mergekit_yaml_gives_the_disk_mergers_tensors(tiny_
         ("karcher", {"max_iter": 5}),
     ],
 )
-def test_every_supported_method_gives_a_recipe_mergekit_runs(tiny_world, tmp_path, method, parameters):
+def test_every_supported_method_gives_a_recipe_mergekit_runs(micro_world, tmp_path, method, parameters):
     changes = {"merge_method": method, "genome": {"parameters": parameters, "layer_groups": 2}}
     if method in ("slerp",):
-        changes["base_model"] = str(tiny_world / "models" / "math_a")
+        changes["base_model"] = str(micro_world / "models" / "math_a")
     if method in ("linear", "karcher", "nuslerp"):
         changes["base_model"] = None
-    cfg = _config(tiny_world, **changes)
+    cfg = _config(micro_world, **changes)
     space = GenomeSpace(cfg)
     out = merge_to_disk(space.to_merge_config(np.full(space.dim, 0.6)), tmp_path / "m", seed=0)
     merged = tensors(out)

@@ -53,10 +53,10 @@ def test_recipes_are_checked_by_mergekit_s_config_model_and_options_carry_the_se
     assert options.random_seed == 7 and options.device == "cpu" and options.lazy_unpickle
 
 
-def test_the_planner_s_saves_come_in_the_executor_s_order_each_a_gather_and_a_merge(tiny_world):
+def test_the_planner_s_saves_come_in_the_executor_s_order_each_a_gather_and_a_merge(micro_world):
     import safetensors
 
-    models = tiny_world / "models"
+    models = micro_world / "models"
     recipe = {
         "merge_method": "task_arithmetic",
         "base_model": str(models / "base"),

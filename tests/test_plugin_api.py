@@ -101,7 +101,7 @@ def test_a_name_two_distributions_register_is_refused_naming_both_until_the_conf
     assert reg.names("optimizers") == ["cma", "random"]
 
 
-def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused(tiny_world, tmp_path):
+def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused(micro_world, tmp_path):
 
     from helpers import write_config
     from mergekit_evo.config import load_config
@@ -122,7 +122,7 @@ def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused
     try:
         reg = registry(pm)
         assert set(reg.conflicts["optimizers"]["random"]) == {"mergekit-evo (built-in)", "mergekit-evo-fancy"}
-        config = load_config(write_config(tiny_world, tmp_path, max_evaluations=2, population=2))
+        config = load_config(write_config(micro_world, tmp_path, max_evaluations=2, population=2))
         with pytest.raises(UserError, match="registered by mergekit-evo \\(built-in\\) and mergekit-evo-fancy"):
             Evolution.start(config, tmp_path / "run", log=lambda _: None)
         assert not (tmp_path / "run").exists()

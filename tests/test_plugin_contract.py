@@ -102,9 +102,9 @@ def _config(world, optimizer=None, estimator=None):
     ],
 )
 def test_an_optimizer_s_bad_ask_is_refused_naming_it_before_anything_is_scored(
-    tiny_world, tmp_path, broken, what, words
+    micro_world, tmp_path, broken, what, words
 ):
-    config = parse_config(_config(tiny_world, optimizer=what), tiny_world)
+    config = parse_config(_config(micro_world, optimizer=what), micro_world)
     with pytest.raises(RunFailure, match=words):
         Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
     store = RunStore(tmp_path / "run")
@@ -119,14 +119,14 @@ def test_an_optimizer_s_bad_ask_is_refused_naming_it_before_anything_is_scored(
         ("fine", r"estimator 'chooses-test': estimate\(\) returned nan for task 'math_a'; it must be a finite number"),
     ],
 )
-def test_an_estimator_s_bad_choice_or_estimate_is_refused_naming_it(tiny_world, tmp_path, broken, what, words):
-    config = parse_config(_config(tiny_world, estimator=what), tiny_world)
+def test_an_estimator_s_bad_choice_or_estimate_is_refused_naming_it(micro_world, tmp_path, broken, what, words):
+    config = parse_config(_config(micro_world, estimator=what), micro_world)
     with pytest.raises(RunFailure, match=words):
         Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
 
 
-def test_a_broken_plugin_is_one_line_and_exit_status_1_on_the_command_line(tiny_world, tmp_path, broken):
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(_config(tiny_world, optimizer="shape")))
+def test_a_broken_plugin_is_one_line_and_exit_status_1_on_the_command_line(micro_world, tmp_path, broken):
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(_config(micro_world, optimizer="shape")))
     done = cli_here("run", str(tmp_path / "run.yaml"), "--run-dir", str(tmp_path / "run"))
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]

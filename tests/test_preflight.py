@@ -63,10 +63,10 @@ def _refused(world: Path, tmp_path: Path, data: dict) -> str:
     return str(refused.value)
 
 
-def test_the_same_model_twice_is_refused(tiny_world, tmp_path):
-    data = two_skill_config(tiny_world)
+def test_the_same_model_twice_is_refused(micro_world, tmp_path):
+    data = two_skill_config(micro_world)
     data["models"] = [data["models"][0], data["models"][0]]
-    assert "models[1]" in _refused(tiny_world, tmp_path, data)
+    assert "models[1]" in _refused(micro_world, tmp_path, data)
 
 
 @pytest.mark.parametrize(
@@ -88,23 +88,23 @@ def test_a_model_that_does_not_fit_the_others_is_refused_naming_how(tiny_world, 
         assert word in message
 
 
-def test_a_model_whose_config_json_was_edited_is_refused_on_the_command_line_with_no_run_folder(tiny_world, tmp_path):
-    model = _model_copy(tiny_world, tmp_path / "inputs")
+def test_a_model_whose_config_json_was_edited_is_refused_on_the_command_line_with_no_run_folder(micro_world, tmp_path):
+    model = _model_copy(micro_world, tmp_path / "inputs")
     _edit_config(model, hidden_size=512)
-    config = write_config(tiny_world, tmp_path, run_dir=str(tmp_path / "run"))
-    text = config.read_text().replace(str(tiny_world / "models" / "lang_b"), str(model))
+    config = write_config(micro_world, tmp_path, run_dir=str(tmp_path / "run"))
+    text = config.read_text().replace(str(micro_world / "models" / "lang_b"), str(model))
     config.write_text(text)
     result = cli("run", str(config), "--no-progress")
     assert_one_line_error(result, "models[1]", "config.json")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_multiple_choice_item_whose_choices_are_a_string_is_refused(tiny_world, tmp_path):
+def test_a_multiple_choice_item_whose_choices_are_a_string_is_refused(micro_world, tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_text(json.dumps({"id": "q1", "prompt": "2 plus 2 ?", "choices": "abcd", "answer": 0}) + "\n")
-    data = two_skill_config(tiny_world)
+    data = two_skill_config(micro_world)
     data["tasks"][0]["items"] = str(items)
-    message = _refused(tiny_world, tmp_path, data)
+    message = _refused(micro_world, tmp_path, data)
     assert f"{items}:1" in message and "'choices' must be a list" in message
 
 
@@ -114,32 +114,32 @@ def test_more_layer_groups_than_layers_is_refused(tiny_world, tmp_path):
     assert "genome.layer_groups: 70 is more than the model's 8 layers" in _refused(tiny_world, tmp_path, data)
 
 
-def test_a_subsample_larger_than_the_task_is_refused(tiny_world, tmp_path):
-    data = two_skill_config(tiny_world)
+def test_a_subsample_larger_than_the_task_is_refused(micro_world, tmp_path):
+    data = two_skill_config(micro_world)
     data["estimator"] = {"name": "subsample", "options": {"k": 500}}
-    message = _refused(tiny_world, tmp_path, data)
+    message = _refused(micro_world, tmp_path, data)
     assert (
         "estimator.options.k: 500" in message
-        and f"{item_count(tiny_world, 'math_a', 'search')} search items" in message
+        and f"{item_count(micro_world, 'math_a', 'search')} search items" in message
     )
 
 
 @pytest.mark.parametrize("value", ["0", "-3"])
-def test_a_command_line_budget_is_held_to_the_configs_rules(tiny_world, tmp_path, value):
-    config = write_config(tiny_world, tmp_path, run_dir=str(tmp_path / "run"))
+def test_a_command_line_budget_is_held_to_the_configs_rules(micro_world, tmp_path, value):
+    config = write_config(micro_world, tmp_path, run_dir=str(tmp_path / "run"))
     assert_one_line_error(cli("run", str(config), "--max-evaluations", value), "--max-evaluations")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_negative_seed_is_refused_and_leaves_no_run_folder(tiny_world, tmp_path):
-    config = write_config(tiny_world, tmp_path, run_dir=str(tmp_path / "run"), seed=-1)
+def test_a_negative_seed_is_refused_and_leaves_no_run_folder(micro_world, tmp_path):
+    config = write_config(micro_world, tmp_path, run_dir=str(tmp_path / "run"), seed=-1)
     assert_one_line_error(cli("run", str(config)), "seed")
-    assert_one_line_error(cli("run", str(write_config(tiny_world, tmp_path)), "--seed", "-1"), "--seed")
+    assert_one_line_error(cli("run", str(write_config(micro_world, tmp_path)), "--seed", "-1"), "--seed")
     assert not (tmp_path / "run").exists()
 
 
-def test_a_folder_or_a_run_given_as_config_and_a_file_given_as_run_dir_are_told_apart(tiny_world, tmp_path):
+def test_a_folder_or_a_run_given_as_config_and_a_file_given_as_run_dir_are_told_apart(micro_world, tmp_path):
     assert_one_line_error(cli("run", str(tmp_path)), "is a folder", "YAML file")
-    config = write_config(tiny_world, tmp_path)
+    config = write_config(micro_world, tmp_path)
     assert_one_line_error(cli("run", str(config), "--run-dir", str(config)), "is a file")
     assert_one_line_error(cli("resume", str(config)), "not a run directory", "is a file")

@@ -106,15 +106,15 @@ class DesignedPlugin:
 
 
 @pytest.fixture
-def refused_run(tiny_world, tmp_path):
+def refused_run(micro_world, tmp_path):
     plugin = DesignedPlugin()
     get_plugin_manager().register(plugin, name="designed-ranking-test")
     Watching.seen = []
     try:
-        data = two_skill_config(tiny_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test")
+        data = two_skill_config(micro_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test")
         data["estimator"] = {"name": "flatters-the-weak-test", "audit": {"fraction": 0.0}}
         data["observers"] = ["watching-test"]
-        result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(
+        result = Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None).run(
             progress=False
         )
     finally:

@@ -36,12 +36,12 @@ SECRET = "root:x:0:0:a secret outside the run folder\n"
 
 
 @pytest.fixture(scope="module")
-def finished(tiny_world, tmp_path_factory):
+def finished(micro_world, tmp_path_factory):
     """A finished CMA-ES run of the demo's config (12 candidates in 3 generations), copied by each test."""
     run_dir = tmp_path_factory.mktemp("safety") / "run"
-    data = two_skill_config(tiny_world, EVALUATIONS, optimizer="cma", population=POPULATION)
+    data = two_skill_config(micro_world, EVALUATIONS, optimizer="cma", population=POPULATION)
     data["baselines"] = []
-    return Evolution.start(parse_config(data, tiny_world), run_dir, log=lambda _: None).run(progress=False)
+    return Evolution.start(parse_config(data, micro_world), run_dir, log=lambda _: None).run(progress=False)
 
 
 def _copy(run, tmp_path: Path, name: str = "copy") -> Path:
@@ -257,10 +257,10 @@ def _break_tokenizer_remote(model: Path) -> None:
     ],
     ids=["weights cut short", "no weights", "pickle weights", "no tokenizer", "tokenizer auto_map"],
 )
-def test_a_broken_model_folder_is_one_line_and_no_run_folder(tiny_world, tmp_path, damage, words):
-    model = _model_copy(tiny_world, tmp_path)
+def test_a_broken_model_folder_is_one_line_and_no_run_folder(micro_world, tmp_path, damage, words):
+    model = _model_copy(micro_world, tmp_path)
     damage(model)
-    data = two_skill_config(tiny_world, 4, population=2)
+    data = two_skill_config(micro_world, 4, population=2)
     data["models"][0] = str(model)
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
@@ -269,8 +269,8 @@ def test_a_broken_model_folder_is_one_line_and_no_run_folder(tiny_world, tmp_pat
     assert not run_dir.exists()
 
 
-def _items_with(tiny_world: Path, tmp_path: Path, change) -> Path:
-    source = Path(two_skill_config(tiny_world)["tasks"][0]["items"])
+def _items_with(micro_world: Path, tmp_path: Path, change) -> Path:
+    source = Path(two_skill_config(micro_world)["tasks"][0]["items"])
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     change(rows[3])
     path = tmp_path / "items.jsonl"
@@ -287,23 +287,23 @@ def _items_with(tiny_world: Path, tmp_path: Path, change) -> Path:
     ],
     ids=["empty choice", "answer true", "prompt past the context"],
 )
-def test_a_bad_item_is_one_line_before_the_run_folder_exists(tiny_world, tmp_path, change, words):
-    data = two_skill_config(tiny_world, 4, population=2)
-    data["tasks"][0]["items"] = str(_items_with(tiny_world, tmp_path, change))
+def test_a_bad_item_is_one_line_before_the_run_folder_exists(micro_world, tmp_path, change, words):
+    data = two_skill_config(micro_world, 4, population=2)
+    data["tasks"][0]["items"] = str(_items_with(micro_world, tmp_path, change))
     with pytest.raises(UserError) as refused:
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None)
+        Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None)
     assert all(word in str(refused.value) for word in words), str(refused.value)
     assert not (tmp_path / "run").exists()
 
 
-def test_a_non_utf8_item_file_or_config_is_one_line(tiny_world, tmp_path):
+def test_a_non_utf8_item_file_or_config_is_one_line(micro_world, tmp_path):
     items = tmp_path / "items.jsonl"
     items.write_bytes(b'{"id": "a", "prompt": "caf\xe9", "choices": ["1", "2"], "answer": 0}\n')
-    data = two_skill_config(tiny_world, 4, population=2)
+    data = two_skill_config(micro_world, 4, population=2)
     data["tasks"][0]["items"] = str(items)
     with pytest.raises(UserError, match="not UTF-8"):
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None)
-    config = write_config(tiny_world, tmp_path)
+        Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None)
+    config = write_config(micro_world, tmp_path)
     config.write_bytes(config.read_bytes() + b"# caf\xe9\n")
     assert_one_line_error(cli_here("run", str(config), "--run-dir", str(tmp_path / "run2")), "not UTF-8")
     assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
@@ -320,17 +320,17 @@ def test_a_non_utf8_item_file_or_config_is_one_line(tiny_world, tmp_path):
     ],
     ids=["infinite bound", "nan bound", "huge population", "boolean population", "ray workers past the CPUs"],
 )
-def test_a_number_out_of_reach_is_one_line_and_no_run_folder(tiny_world, tmp_path, change, words):
-    data = two_skill_config(tiny_world, 4, population=2)
+def test_a_number_out_of_reach_is_one_line_and_no_run_folder(micro_world, tmp_path, change, words):
+    data = two_skill_config(micro_world, 4, population=2)
     change(data)
     with pytest.raises(UserError) as refused:
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None)
+        Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None)
     assert all(word in str(refused.value) for word in words), str(refused.value)
     assert not (tmp_path / "run").exists()
 
 
-def test_a_duplicate_yaml_key_is_one_line_naming_it(tiny_world, tmp_path):
-    config = write_config(tiny_world, tmp_path)
+def test_a_duplicate_yaml_key_is_one_line_naming_it(micro_world, tmp_path):
+    config = write_config(micro_world, tmp_path)
     config.write_text(config.read_text() + "seed: 3\n")  # seed is already there: the last would win silently
     with pytest.raises(UserError, match="duplicate key 'seed'"):
         load_config(config)

@@ -51,10 +51,13 @@ def _store_with(tmp_path: Path, records: list[CandidateRecord]) -> tuple[RunStor
 
 
 def _damage_line(path: Path, number: int) -> None:
-    """Overwrite one character in the middle of line `number` (1-based), as a bad sector or a careless edit would."""
+    """Overwrite one character near the middle of line `number` (1-based), as a bad sector or a careless edit would:
+    the colon after a key nearest the middle, so the line can never still parse (a character inside a string could
+    leave valid JSON with another value)."""
     lines = path.read_bytes().split(b"\n")
     line = bytearray(lines[number - 1])
-    line[len(line) // 2] = ord("#")
+    colons = [i + 1 for i in range(len(line) - 2) if line[i : i + 3] == b'": ']
+    line[min(colons, key=lambda i: abs(i - len(line) // 2))] = ord("#")
     lines[number - 1] = bytes(line)
     path.write_bytes(b"\n".join(lines))
 
@@ -154,11 +157,11 @@ def test_writing_without_the_lock_is_refused_as_a_bug(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_run(tiny_world, tmp_path_factory):
+def small_run(micro_world, tmp_path_factory):
     """A finished run of the demo's config (random search, 8 candidates in 2 generations), copied by each test."""
     run_dir = tmp_path_factory.mktemp("small") / "run"
-    data = two_skill_config(tiny_world, EVALUATIONS, population=POPULATION)
-    return Evolution.start(parse_config(data, tiny_world), run_dir, log=lambda _: None).run(progress=False)
+    data = two_skill_config(micro_world, EVALUATIONS, population=POPULATION)
+    return Evolution.start(parse_config(data, micro_world), run_dir, log=lambda _: None).run(progress=False)
 
 
 def _copy(run, tmp_path: Path) -> Path:
@@ -230,7 +233,7 @@ def test_a_raised_budget_extends_a_finished_run(small_run, tmp_path):
 EDITS = {
     "seed": (lambda c: c.update(seed=7), "seed (0 -> 7)"),
     "model order": (lambda c: c.update(models=c["models"][::-1]), "models[0]"),
-    "genome size": (lambda c: c["genome"].update(layer_groups=4), "genome.layer_groups (2 -> 4)"),
+    "genome size": (lambda c: c["genome"].update(layer_groups=1), "genome.layer_groups (2 -> 1)"),
     "task weight": (lambda c: c["tasks"][1].update(weight=3.0), "task facts_b.weight (1.0 -> 3.0)"),
 }
 
@@ -250,11 +253,11 @@ def test_resume_refuses_a_run_whose_config_was_edited_naming_what_changed(small_
     RunStore(copy).lock()  # a refused resume gives the lock back
 
 
-def _run_on_copies(tiny_world, tmp_path: Path) -> tuple[Path, Path]:
+def _run_on_copies(micro_world, tmp_path: Path) -> tuple[Path, Path]:
     """A started (not run) evolution whose models and item files are copies the test may change."""
     inputs = tmp_path / "inputs"
-    shutil.copytree(tiny_world / "models", inputs / "models")
-    shutil.copytree(tiny_world / "tasks", inputs / "tasks", ignore=shutil.ignore_patterns("lm_eval"))
+    shutil.copytree(micro_world / "models", inputs / "models")
+    shutil.copytree(micro_world / "tasks", inputs / "tasks", ignore=shutil.ignore_patterns("lm_eval"))
     data = two_skill_config(inputs, 4, population=2)
     Evolution.start(parse_config(data, inputs), tmp_path / "run", log=lambda _: None).close()
     return inputs, tmp_path / "run"
@@ -296,8 +299,8 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("change", list(CHANGES))
-def test_resume_refuses_a_run_whose_models_or_items_changed_on_disk(tiny_world, tmp_path, change):
-    inputs, run_dir = _run_on_copies(tiny_world, tmp_path)
+def test_resume_refuses_a_run_whose_models_or_items_changed_on_disk(micro_world, tmp_path, change):
+    inputs, run_dir = _run_on_copies(micro_world, tmp_path)
     Evolution.resume(run_dir, log=lambda _: None).close()  # unchanged: accepted
     apply, named = CHANGES[change]
     apply(inputs)
@@ -306,13 +309,13 @@ def test_resume_refuses_a_run_whose_models_or_items_changed_on_disk(tiny_world, 
     assert named in str(refused.value)
 
 
-def test_run_into_a_folder_that_holds_part_of_a_run_is_refused_and_leaves_it_as_it_was(tiny_world, small_run, tmp_path):
+def test_run_into_a_folder_that_holds_part_of_a_run_is_refused_and_leaves_it_as_it_was(micro_world, small_run, tmp_path):
     folder = tmp_path / "killed-before-its-first-record"
     folder.mkdir()
     shutil.copy(small_run.run_dir / RunStore.CONFIG, folder / RunStore.CONFIG)
     shutil.copy(small_run.run_dir / RunStore.FINGERPRINT, folder / RunStore.FINGERPRINT)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    config = write_config(tiny_world, tmp_path)  # any config: the folder decides
+    config = write_config(micro_world, tmp_path)  # any config: the folder decides
     result = cli("run", str(config), "--run-dir", str(folder), "--seed", "7")
     assert_one_line_error(result, "already holds a run", f"mergekit-evo resume {folder}")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -325,10 +328,10 @@ def _ctrl_c_deliverable() -> None:
 
 
 def test_a_second_process_is_refused_while_a_run_goes_on_a_reader_is_not_and_ctrl_c_says_how_to_resume(
-    tiny_world, tmp_path
+    micro_world, tmp_path
 ):
     run_dir = tmp_path / "run"
-    config = write_config(tiny_world, tmp_path, max_evaluations=200, population=4, run_dir=str(run_dir))
+    config = write_config(micro_world, tmp_path, max_evaluations=200, population=4, run_dir=str(run_dir))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
         [str(BIN / "mergekit-evo"), "run", str(config), "--no-progress"],

@@ -14,12 +14,13 @@ from mergekit.config import MergeConfiguration
 from safetensors.torch import save_file
 
 from helpers import BIN, tensors
-from mergekit_evo.config import method_spec, parse_config
+from mergekit_evo.config import parse_config
 from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
 from mergekit_evo.genome import GenomeSpace, genome_space
 from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.mergekit_api import method as mergekit_method
 from mergekit_evo.merging import merge_to_disk
 from mergekit_evo.optimizers import Optimizer, RandomSearch, tell
 from mergekit_evo.plugins import get_plugin_manager
@@ -135,7 +136,7 @@ def test_a_method_gene_chooses_each_method_and_its_yaml_is_valid_for_it(tiny_wor
         data = space.to_dict(x)
         assert data["merge_method"] == method and space.method_of(x) == method
         config = MergeConfiguration.model_validate(yaml.safe_load(space.to_yaml(x)))
-        takes = {p.name for p in method_spec(method).parameters}
+        takes = {p.name for p in mergekit_method(method).parameters}
         for entry in data["models"]:
             assert set(entry.get("parameters", {})) <= takes
             assert ("density" in entry.get("parameters", {})) == (method in ("ties", "dare_ties"))  # where it counts

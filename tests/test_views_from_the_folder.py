@@ -55,16 +55,16 @@ class LearnsPlugin:
 
 
 @pytest.fixture(scope="module")
-def moved_run(tiny_world, tmp_path_factory):
+def moved_run(micro_world, tmp_path_factory):
     folder = tmp_path_factory.mktemp("moved")
-    models = shutil.copytree(tiny_world / "models", folder / "models", ignore=lambda d, n: ["merges"])
-    data = two_skill_config(tiny_world, max_evaluations=8, population=4)
+    models = shutil.copytree(micro_world / "models", folder / "models", ignore=lambda d, n: ["merges"])
+    data = two_skill_config(micro_world, max_evaluations=8, population=4)
     data.update(models=[str(models / "math_a"), str(models / "lang_b")], base_model=str(models / "base"))
     data["estimator"] = {"name": "learns-test", "audit": {"fraction": 0.5}}
     plugin = LearnsPlugin()
     get_plugin_manager().register(plugin, name="learns-test-plugin")
     try:
-        Evolution.start(parse_config(data, tiny_world), folder / "run", log=lambda _: None).run(progress=False)
+        Evolution.start(parse_config(data, micro_world), folder / "run", log=lambda _: None).run(progress=False)
     finally:
         get_plugin_manager().unregister(plugin)
     shutil.rmtree(models)  # the models are gone, and so is the estimator's plugin
@@ -82,7 +82,7 @@ def test_a_moved_run_without_its_models_or_estimator_plugin_draws_every_view(mov
     views = {v["id"]: v for v in json.loads(text[start : text.index("</script>", start)])["views"]}
     assert {"fitness", "tasks", "genome", "trajectories", "estimator", "recipe"} <= set(views)
     heat = views["genome"]["figure"]["data"][0]
-    assert list(heat["x"]) == ["math_a", "lang_b"] and list(heat["y"]) == ["layers[0:4]", "layers[4:8]"]
+    assert list(heat["x"]) == ["math_a", "lang_b"] and list(heat["y"]) == ["layers[0]", "layers[1]"]
     series = {trace["name"] for trace in views["estimator"]["figure"]["data"]}
     assert any(name.startswith("calibration merges") for name in series), series
     points = json.loads((moved_run / RunStore.CALIBRATION).read_text())["points"]

@@ -59,13 +59,19 @@ class WorldSpec(BaseModel):
         le=len(language.arithmetic()) - 2,
         description="arithmetic questions in the search split; the rest (at least 256 by default) are held out",
     )
+    math_test_items: int | None = Field(
+        None, ge=2, description="held-out arithmetic questions; None: every question not in the search split"
+    )
     pinned: bool = Field(
         True,
         description="build with the numerics pinned (numerics.py), for the same weights on every x86-64 CPU with AVX2",
     )
 
     def fingerprint(self) -> str:
-        text = json.dumps({"format": WORLD_FORMAT, **self.model_dump()}, sort_keys=True)
+        settings = self.model_dump()
+        if settings["math_test_items"] is None:  # the default world's name does not change with the setting
+            del settings["math_test_items"]
+        text = json.dumps({"format": WORLD_FORMAT, **settings}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -143,7 +149,10 @@ def skill_splits(spec: WorldSpec, facts: dict) -> dict[str, dict[str, list[Item]
         else:
             items = fact_items(skill, facts, spec.items_per_skill, rng)
             half = len(items) // 2
-        splits[skill] = {"search": items[:half], "test": items[half:]}
+        test = items[half:]
+        if skill.startswith("math") and spec.math_test_items is not None:
+            test = test[: spec.math_test_items]
+        splits[skill] = {"search": items[:half], "test": test}
     return splits
 
 
