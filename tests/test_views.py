@@ -59,8 +59,8 @@ class RaisingPlugin:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_world, tmp_path_factory):
-    data = two_skill_config(tiny_world, 8, optimizer="nsga2", population=4, objectives="separate")
+def run(micro_world, tmp_path_factory):
+    data = two_skill_config(micro_world, 8, optimizer="nsga2", population=4, objectives="separate")
     data["estimator"] = {"name": "subsample", "options": {"k": 12}, "audit": {"fraction": 0.5}}
     data["selection"] = {"top_k": 2}
     data["observers"] = ["raising-test"]
@@ -70,7 +70,7 @@ def run(tiny_world, tmp_path_factory):
     lines: list[str] = []
     try:
         run_dir = tmp_path_factory.mktemp("views") / "run"
-        Evolution.start(parse_config(data, tiny_world), run_dir, log=lines.append).run(progress=False)
+        Evolution.start(parse_config(data, micro_world), run_dir, log=lines.append).run(progress=False)
     finally:
         pm.unregister(plugin)
     return run_dir, lines
@@ -90,16 +90,16 @@ def test_an_observer_or_hook_that_raises_is_reported_once_and_the_run_goes_on(ru
     assert "plugin raising-test-plugin failed 8 times in this run" in lines
 
 
-def test_an_unknown_observer_or_a_bad_option_is_refused_before_the_run_starts(tiny_world, tmp_path):
-    data = two_skill_config(tiny_world, 2, population=2)
+def test_an_unknown_observer_or_a_bad_option_is_refused_before_the_run_starts(micro_world, tmp_path):
+    data = two_skill_config(micro_world, 2, population=2)
     data["observers"] = ["wandbb"]
     with pytest.raises(
         UserError, match=r"^observers\[0\]: no observer named 'wandbb' is installed.*did you mean wandb"
     ):
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "a", log=lambda _: None)
+        Evolution.start(parse_config(data, micro_world), tmp_path / "a", log=lambda _: None)
     data["observers"] = [{"name": "wandb", "options": {"projekt": "x"}}]
     with pytest.raises(UserError, match=r"^observers\[0\]\.options\.projekt: unknown option; valid options: project"):
-        Evolution.start(parse_config(data, tiny_world), tmp_path / "b", log=lambda _: None)
+        Evolution.start(parse_config(data, micro_world), tmp_path / "b", log=lambda _: None)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -154,12 +154,12 @@ def test_the_figures_show_what_the_run_directory_holds(run):
     assert levels["start point (baseline)"] == {baselines["start point"]["fitness"]}
     chosen = view.chosen
     heat = genome(view).data[0]
-    assert list(heat.x) == ["math_a", "lang_b"] and list(heat.y) == ["layers[0:4]", "layers[4:8]"]
-    assert heat.z[0][0] == chosen.genes["layers[0:4].math_a.weight"]
-    assert heat.z[1][1] == chosen.genes["layers[4:8].lang_b.weight"]
-    gene = next(t for t in trajectories(view).data if t.name == "weight: layers[4:8] lang_b")
+    assert list(heat.x) == ["math_a", "lang_b"] and list(heat.y) == ["layers[0]", "layers[1]"]
+    assert heat.z[0][0] == chosen.genes["layers[0].math_a.weight"]
+    assert heat.z[1][1] == chosen.genes["layers[1].lang_b.weight"]
+    gene = next(t for t in trajectories(view).data if t.name == "weight: layers[1] lang_b")
     assert list(gene.x) == [0, 1] and gene.y[1] == pytest.approx(
-        np.mean([r.genes["layers[4:8].lang_b.weight"] for r in records if r.generation == 1])
+        np.mean([r.genes["layers[1].lang_b.weight"] for r in records if r.generation == 1])
     )
     front = [json.loads(line)["index"] for line in (run_dir / "pareto.jsonl").read_text().splitlines()]
     assert sorted(t[1:] for t in pareto(view).data[1].text) == sorted(str(i) for i in front)
@@ -264,7 +264,7 @@ def test_an_observer_knows_its_run_by_folder_and_fingerprint(run, tmp_path):
     record = RunStore(run_dir).records()[0]
     metrics = one.candidate_metrics(record)
     assert metrics["fitness"] == record.fitness and metrics["objective/facts_b"] == record.objectives[1]
-    assert metrics["gene/layers[4:8].lang_b.weight"] == record.genes["layers[4:8].lang_b.weight"]
+    assert metrics["gene/layers[1].lang_b.weight"] == record.genes["layers[1].lang_b.weight"]
     assert one.best_so_far == leader_scores(RunStore(run_dir).records())[-1]
 
 

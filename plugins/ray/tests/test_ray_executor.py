@@ -37,9 +37,9 @@ def _run(data: dict, run_dir: Path, log=None):
     return result, lines
 
 
-def test_two_workers_propose_and_score_exactly_what_the_local_executor_does(ray_instance, tiny_world, tmp_path):
-    local, _ = _run(_config(tiny_world, {"name": "local"}), tmp_path / "local")
-    two, lines = _run(_config(tiny_world, {"name": "ray", "options": {"workers": 2}}), tmp_path / "two")
+def test_two_workers_propose_and_score_exactly_what_the_local_executor_does(ray_instance, micro_world, tmp_path):
+    local, _ = _run(_config(micro_world, {"name": "local"}), tmp_path / "local")
+    two, lines = _run(_config(micro_world, {"name": "ray", "options": {"workers": 2}}), tmp_path / "two")
     assert len(local.records) == 8
     assert _scored(two.records) == _scored(
         local.records
@@ -114,9 +114,9 @@ def _run_with_a_kill(world: Path, run_dir: Path, marks: Path, max_retries: int):
 
 
 def test_a_worker_killed_mid_candidate_is_replaced_and_its_candidate_run_again(
-    ray_instance, tiny_world, tmp_path, slow_backend
+    ray_instance, micro_world, tmp_path, slow_backend
 ):
-    result, lines, killed = _run_with_a_kill(tiny_world, tmp_path / "run", slow_backend, max_retries=1)
+    result, lines, killed = _run_with_a_kill(micro_world, tmp_path / "run", slow_backend, max_retries=1)
     died = [line for line in lines if "died while scoring candidate" in line]
     assert len(died) == 1 and "running it again (1 of 1)" in died[0], lines
     assert any(" is back (restart 1" in line for line in lines), lines
@@ -131,9 +131,9 @@ def test_a_worker_killed_mid_candidate_is_replaced_and_its_candidate_run_again(
 
 
 def test_past_max_retries_the_candidate_is_recorded_as_failed_and_the_run_goes_on(
-    ray_instance, tiny_world, tmp_path, slow_backend
+    ray_instance, micro_world, tmp_path, slow_backend
 ):
-    result, lines, _ = _run_with_a_kill(tiny_world, tmp_path / "run", slow_backend, max_retries=0)
+    result, lines, _ = _run_with_a_kill(micro_world, tmp_path / "run", slow_backend, max_retries=0)
     records = RunStore(tmp_path / "run").records()
     failed = [r for r in records if not r.ok]
     assert len(records) == 8 and len(failed) == 1
@@ -142,8 +142,8 @@ def test_past_max_retries_the_candidate_is_recorded_as_failed_and_the_run_goes_o
     assert result.best is not None  # the others were scored and one chosen
 
 
-def test_a_driver_killed_with_minus_9_resumes_and_scores_nothing_twice(ray_instance, tiny_world, tmp_path):
-    data = _config(tiny_world, {"name": "ray", "options": {"address": "auto", "workers": 2}})
+def test_a_driver_killed_with_minus_9_resumes_and_scores_nothing_twice(ray_instance, micro_world, tmp_path):
+    data = _config(micro_world, {"name": "ray", "options": {"address": "auto", "workers": 2}})
     data["budget"] = {"max_evaluations": 16}
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))
@@ -176,7 +176,7 @@ def test_a_driver_killed_with_minus_9_resumes_and_scores_nothing_twice(ray_insta
     assert len({r.index for r in records}) == 16
 
 
-def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
+def test_bad_executor_options_are_refused_in_one_line(micro_world, tmp_path):
     from mergekit_evo import UserError
 
     for executor, words in [
@@ -186,12 +186,12 @@ def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
         ({"name": "rya"}, ["executor.name", "did you mean ray"]),
     ]:
         with pytest.raises(UserError) as error:
-            Evolution.start(parse_config(_config(tiny_world, executor)), tmp_path / "run", log=lambda line: None)
+            Evolution.start(parse_config(_config(micro_world, executor)), tmp_path / "run", log=lambda line: None)
         assert all(word in str(error.value) for word in words), str(error.value)
         assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
     # and from the command line: that one line, exit status 2, no traceback
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(_config(tiny_world, {"name": "ray", "options": {"workers": 0}})))
+    config.write_text(yaml.safe_dump(_config(micro_world, {"name": "ray", "options": {"workers": 0}})))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [str(BIN / "mergekit-evo"), "run", str(config), "--run-dir", str(tmp_path / "run")],
@@ -205,14 +205,14 @@ def test_bad_executor_options_are_refused_in_one_line(tiny_world, tmp_path):
     assert "executor.options.workers" in lines[0]
 
 
-def test_a_worker_that_cannot_load_the_models_stops_the_run_in_one_line(ray_instance, tiny_world, tmp_path):
+def test_a_worker_that_cannot_load_the_models_stops_the_run_in_one_line(ray_instance, micro_world, tmp_path):
     import shutil
 
     from mergekit_evo import UserError
 
     broken = tmp_path / "math_a"
-    shutil.copytree(tiny_world / "models" / "math_a", broken)
-    data = _config(tiny_world, {"name": "ray", "options": {"workers": 1}})
+    shutil.copytree(micro_world / "models" / "math_a", broken)
+    data = _config(micro_world, {"name": "ray", "options": {"workers": 1}})
     data["models"] = [str(broken), data["models"][1]]
     evolution = Evolution.start(parse_config(data), tmp_path / "run", log=lambda line: None)
     for weights in broken.glob("*.safetensors"):  # gone after the run's checks: as a worker on another node sees it

@@ -1,5 +1,5 @@
 """The tiny world, shared with mergekit-evo's tests."""
 
-from mergekit_evo.testing import offline, tiny_world  # noqa: F401  (the session fixture)
+from mergekit_evo.testing import micro_world, offline, tiny_world  # noqa: F401  (the session fixture)
 
 offline()  # before anything imports the Hugging Face libraries: tests never download
