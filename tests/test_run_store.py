@@ -309,7 +309,9 @@ def test_resume_refuses_a_run_whose_models_or_items_changed_on_disk(micro_world,
     assert named in str(refused.value)
 
 
-def test_run_into_a_folder_that_holds_part_of_a_run_is_refused_and_leaves_it_as_it_was(micro_world, small_run, tmp_path):
+def test_run_into_a_folder_that_holds_part_of_a_run_is_refused_and_leaves_it_as_it_was(
+    micro_world, small_run, tmp_path
+):
     folder = tmp_path / "killed-before-its-first-record"
     folder.mkdir()
     shutil.copy(small_run.run_dir / RunStore.CONFIG, folder / RunStore.CONFIG)
