@@ -39,34 +39,23 @@ def tiny_world() -> None:
 
 @tiny_world.command("build")
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for data, initialisation and training.")
-@click.option("--hidden", type=int, default=256, show_default=True, help="Hidden size of the Llama models.")
-@click.option("--layers", type=int, default=8, show_default=True, help="Number of transformer layers.")
-@click.option("--base-steps", type=int, default=800, show_default=True, help="Training steps of the base model.")
-@click.option(
-    "--specialist-steps", type=int, default=300, show_default=True, help="Training steps of the math specialist."
-)
-@click.option(
-    "--language-steps", type=int, default=500, show_default=True, help="Training steps of the language specialist."
-)
-@click.option(
-    "--items-per-skill",
-    type=int,
-    default=256,
-    show_default=True,
-    help="Facts items per skill (half search, half test).",
-)
+@click.option("--seed", type=int, help="Seed for data, initialisation and training.  [default: 0]")
+@click.option("--hidden", type=int, help="Hidden size of the Llama models.  [default: 256]")
+@click.option("--layers", type=int, help="Number of transformer layers.  [default: 8]")
+@click.option("--base-steps", type=int, help="Training steps of the base model.  [default: 800]")
+@click.option("--specialist-steps", type=int, help="Training steps of the math specialist.  [default: 500]")
+@click.option("--language-steps", type=int, help="Training steps of the language specialist.  [default: 500]")
+@click.option("--items-per-skill", type=int, help="Facts items per skill (half search, half test).  [default: 256]")
 @click.option(
     "--math-search-items",
     type=int,
-    default=140,
-    show_default=True,
-    help="Arithmetic questions in the search split; the rest are held out.",
+    help="Arithmetic questions in the search split; the rest (256) are held out.  [default: 536]",
 )
 @click.option(
-    "--pinned",
-    is_flag=True,
-    help="Pin the build's numerics (torch's kernels, threads, MKL) for the same weights on every x86-64 CPU with AVX2.",
+    "--pinned/--unpinned",
+    default=None,
+    help="Pin the build's numerics (torch's kernels, threads, MKL) for the same weights on every x86-64 CPU with "
+    "AVX2 (the default), or build with this CPU's own kernels.",
 )
 @click.option("--force", is_flag=True, help="Rebuild even when a matching world is already there.")
 def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
@@ -82,7 +71,7 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
     Examples:
       mergekit-evo tiny-world build                 # into ~/.cache/mergekit-evo/tiny-world/<fingerprint>
       mergekit-evo tiny-world build ./world --seed 1
-      mergekit-evo tiny-world build --pinned        # the reference weights on any AVX2 CPU
+      mergekit-evo tiny-world build --unpinned      # this CPU's own kernels: not the reference weights
     """
     from pydantic import ValidationError
 
@@ -96,7 +85,7 @@ def tiny_world_build(directory: Path | None, force: bool, **sizes) -> None:
 
     _quiet_libraries()
     try:
-        spec = WorldSpec(**sizes)
+        spec = WorldSpec(**{name: value for name, value in sizes.items() if value is not None})
     except ValidationError as e:
         raise UserError(format_validation_error(e, as_flag=True)) from None
     path = ensure_world(directory, spec, force=force, log=click.echo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_a_build_that_differs_from_the_reference_says_so_in_one_line(tmp_path, m
     ensure_world(tmp_path / "w", pinned, log=lines.append)
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "\n" not in notes[0]
-    assert "differ from the reference build" in notes[0] and "README's figures" in notes[0]
+    assert "differ from the reference build" in notes[0] and "docs/tiny-world.md" in notes[0]
 
 
 def test_same_seed_builds_the_same_world(tmp_path):
@@ -228,3 +229,14 @@ def test_the_default_world_s_seed_is_a_setting_of_the_environment(monkeypatch):
     monkeypatch.setenv("MERGEKIT_EVO_WORLD_SEED", "three")
     with pytest.raises(UserError, match="MERGEKIT_EVO_WORLD_SEED"):
         default_world_seed()
+
+
+def test_the_build_command_s_help_gives_the_world_s_own_defaults():
+    from helpers import cli_here
+
+    text = " ".join(cli_here("tiny-world", "build", "--help").stdout.split())
+    said = dict(re.findall(r"--([a-z-]+) INTEGER .*?\[default: (\d+)\]", text))
+    assert len(said) == 8
+    for flag, value in said.items():
+        assert WorldSpec.model_fields[flag.replace("-", "_")].default == int(value), flag
+    assert WorldSpec().pinned  # the reference numerics unless --unpinned

@@ -4,11 +4,11 @@ Training 1,600 steps amplifies any difference in the last bit of a kernel's resu
 by the machine: AVX-512 where the CPU has it, else AVX2. benchmarks/world_numerics.py builds small worlds under
 each kernel setting and core count this machine offers: the kernels torch's dispatcher picks
 (`ATEN_CPU_CAPABILITY`) decide the weights; the core count, MKL's and oneDNN's code paths did not change them there.
-So a pinned build (`WorldSpec(pinned=True)`, `tiny-world build --pinned`) runs in a child process with the dispatcher
+So a pinned build (`WorldSpec(pinned=True)`, the default) runs in a child process with the dispatcher
 at AVX2 (which every x86-64 CPU of the last decade has), a fixed thread count, and MKL's and oneDNN's paths at AVX2
 as well (MKL's conditional numerical reproducibility, `MKL_CBWR`), which costs nothing measurable. On a CPU without
 AVX2, or not x86-64 (an ARM Mac), the pins cannot hold, and the build says in one line that its weights differ from
-the reference. It is not yet the default world: the README's "One world on every machine" says why.
+the reference. `MERGEKIT_EVO_WORLD_PINNED=0` (`tiny-world build --unpinned`) builds with this machine's own kernels.
 """
 
 from __future__ import annotations
@@ -51,5 +51,5 @@ def reference_notice(manifest: dict) -> str | None:
     return (
         f"note: this tiny world's weights differ from the reference build of the same settings "
         f"(sha256 {str(manifest.get('weights'))[:12]}, reference {expected[:12]}): this CPU's kernels train it "
-        "differently, so the README's figures, measured on the reference, will not match yours digit for digit"
+        "differently, so the figures in docs/tiny-world.md, measured on the reference, will not match yours digit for digit"
     )
