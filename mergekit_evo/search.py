@@ -29,6 +29,7 @@ from mergekit_evo.config import EvolveConfig, check_config
 from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.errors import RunFailure, UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
+from mergekit_evo.finale import Selection, choose, finalists
 from mergekit_evo.fingerprint import changes, run_fingerprint
 from mergekit_evo.genome import genome_space
 from mergekit_evo.merging import LoadedModel, parse_merge_config
@@ -45,11 +46,8 @@ from mergekit_evo.preflight import check_inputs, check_item_lengths
 from mergekit_evo.ranking import (
     RunningBest,
     baseline_label,
-    estimate_by,
     guarded,
     input_label,
-    leader,
-    ranked,
     score_by,
 )
 from mergekit_evo.report import report
@@ -891,15 +889,6 @@ class Evolution:
         """Whether some task is estimated from fewer than all its search items (subsample, IRT anchors)."""
         return any(len(self.selection[name]) < len(task.item_ids) for name, task in self.tasks.items())
 
-    def _rule_score(self, scores: dict[str, float]) -> float:
-        """Per-task scores under `best_by`: one task's, or the weighted mean."""
-        by = self.config.best_by
-        if by != "weighted":
-            return scores[by]
-        fitness = self._weighted_mean(scores)
-        assert fitness is not None  # the config refuses task weights that sum to 0
-        return fitness
-
     def _finalist_scores(self, record: CandidateRecord, cheap: bool, validation: bool) -> dict[str, dict]:
         """A finalist's per-item scores on all search items (when the estimate was cheap) and on validation items,
         merged once for both and kept in full_search.json and validation.json, so a resumed end re-scores nothing."""
@@ -928,38 +917,25 @@ class Evolution:
                     self.store.write_json(RunStore.VALIDATION, held)
         return {"full_search": full.get(key, {}), "validation": held.get(key, {})}
 
+    def final_selection(self) -> Selection:
+        """How this run chooses its final merge (`finale.Selection`)."""
+        return Selection(
+            by=self.config.best_by,
+            guard=guarded(self.config),
+            weights=self.weights,
+            top_k=self.config.selection.top_k,
+            cheap=self._cheap(),
+            validation=any(t.has_validation for t in self.config.tasks),
+        )
+
     def choose(self, records: list[CandidateRecord]) -> tuple[CandidateRecord | None, list[dict]]:
-        """The final merge. The top-k by search fitness (each distinct recipe once) are the finalists when a cheap
-        estimator chose them (then each is scored on all search items, and the full score replaces the estimate)
-        or when a task has validation items (then the best on validation wins). Otherwise the search winner."""
-        by = self.config.best_by
-        cheap, validation = self._cheap(), any(t.has_validation for t in self.config.tasks)
-        if not cheap and not validation:
-            return leader(records, by, guarded(self.config)), []
-        distinct: dict[str, CandidateRecord] = {}
-        for r in ranked(records, by):  # each recipe once, by its best-ranked record
-            distinct.setdefault(r.merge_yaml, r)
-        finalists_by_search = list(distinct.values())[: self.config.selection.top_k]
-        if not finalists_by_search:
-            return None, []
-        finalists: list[dict[str, Any]] = []
-        for r in finalists_by_search:
-            scores = self._finalist_scores(r, cheap, validation)
-            search = {n: t["estimate"] for n, t in r.tasks.items()}
-            entry: dict[str, Any] = {"index": r.index, "search": estimate_by(r, by)}
-            if cheap:
-                search = {n: float(np.mean(v)) for n, v in scores["full_search"].items()}
-                entry["full_search"] = search
-                entry["full_fitness"] = self._rule_score(search)
-            if validation:
-                means = {n: float(np.mean(v)) for n, v in scores["validation"].items()}
-                entry["validation"] = means
-                entry["validation_fitness"] = self._rule_score({**search, **means})
-            finalists.append(entry)
-        first = "validation_fitness" if validation else "full_fitness"
-        second = "full_fitness" if cheap else "search"
-        winner = max(finalists, key=lambda f: (f[first], f[second], -f["index"]))
-        return next(r for r in finalists_by_search if r.index == winner["index"]), finalists
+        """The final merge (`finale.choose`), once each finalist is scored on what the choice needs."""
+        selection = self.final_selection()
+        scores = {
+            r.index: self._finalist_scores(r, selection.cheap, selection.validation)
+            for r in finalists(records, selection)
+        }
+        return choose(records, selection, scores)
 
     def _best_scores(self, best: CandidateRecord) -> dict:
         saved = self.store.read_json(RunStore.BEST_HELDOUT)
