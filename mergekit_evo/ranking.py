@@ -118,11 +118,12 @@ def best_so_far(records: list[CandidateRecord], by: str = "weighted", guard: boo
 
 
 def best_by_generation(records: list[CandidateRecord], by: str = "weighted", guard: bool = False) -> list[float]:
-    """The leader's score at the end of each generation, from the first that has a scored candidate."""
+    """The leader's score when each generation's last record was recorded, from the first generation that has a
+    scored candidate."""
     ends: dict[int, float] = {}
     for record, best in zip(records, leaders(records, by, guard)):
         if best is not None:
-            ends[max(record.generation, max(ends, default=0))] = score_by(best, by)
+            ends[record.generation] = score_by(best, by)
     return [ends[g] for g in sorted(ends)]
 
 

@@ -1,19 +1,13 @@
-"""`EvolveConfig`: the one YAML a user writes, validated once at the boundary.
-
-Everything a run needs is checked here before any model is touched: unknown keys, types, model paths, the merge
-method and its parameters (against mergekit's own registry), and plugin names (against the loaded plugins). Every
-error is one line that names the field and what would be valid. Relative paths are resolved against the config
-file's folder, so a config and its data can be moved together.
-"""
+"""`EvolveConfig`: the one YAML a user writes, as pydantic models. Every error is one line that names the field and
+what would be valid; nothing here touches a file or a model (loading and the checks against this machine are
+`load.py` and `checks.py`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -376,9 +370,6 @@ class RunOverrides(_Strict):
         return config.model_copy(update=updates)
 
 
-# ------------------------------------------------------------------------------------------ loading
-
-
 def format_validation_error(error: ValidationError, as_flag: bool = False) -> str:
     """The first error as one line naming the field (or, with `as_flag`, the command-line option)."""
     first = error.errors()[0]
@@ -395,213 +386,3 @@ def format_validation_error(error: ValidationError, as_flag: bool = False) -> st
     if isinstance(given, dict) and name in given and rest:  # a section's check that names its own key
         return f"{field + '.' if field else ''}{name}: {rest}"
     return f"{field}: {message} (got {given!r})"
-
-
-def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
-    def resolve(p: Path | None) -> Path | None:
-        return None if p is None else (p if p.is_absolute() else (root / p).resolve())
-
-    def resolve_model(ref: str | None) -> str | None:
-        if ref is None:
-            return None
-        local = Path(ref).expanduser()
-        candidate = local if local.is_absolute() else root / local
-        return str(candidate.resolve()) if candidate.exists() else ref
-
-    tasks = [
-        t.model_copy(
-            update={
-                "items": resolve(t.items),
-                "test_items": resolve(t.test_items),
-                "validation_items": resolve(t.validation_items),
-            }
-        )
-        for t in config.tasks
-    ]
-    baselines = (
-        None
-        if config.baselines is None
-        else [
-            b.model_copy(update={"recipe": resolve(b.recipe)}) if isinstance(b.recipe, Path) else b
-            for b in config.baselines
-        ]
-    )
-    genome = config.genome.model_copy(update={"initial": resolve(config.genome.initial)})
-    if genome.dfs is not None:
-        sources = [
-            m.model_copy(update={"recipe": resolve(m.recipe)}) if isinstance(m.recipe, Path) else m
-            for m in genome.dfs.merged_sources
-        ]
-        genome = genome.model_copy(update={"dfs": genome.dfs.model_copy(update={"merged_sources": sources})})
-    return config.model_copy(
-        update={
-            "models": [resolve_model(m) for m in config.models],
-            "base_model": resolve_model(config.base_model),
-            "tasks": tasks,
-            "genome": genome,
-            "baselines": baselines,
-            "run_dir": resolve(config.run_dir),
-            "scratch_dir": resolve(config.scratch_dir),
-        }
-    )
-
-
-def parse_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
-    """Validate a config mapping (ours or mergekit-evolve's); paths are resolved against `root`; then check that
-    the models are there and that mergekit has the method (`check_config`): what a run starts from."""
-    config = read_config(data, root)
-    check_config(config)
-    return config
-
-
-def check_config(config: EvolveConfig) -> None:
-    """What a config says that must hold on this machine: the models' folders exist, mergekit has the method."""
-    check_models(config)
-    check_method(config)
-
-
-def read_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
-    """The schema alone, paths resolved against `root`: what a view of a run needs, which opens no model folder
-    (a run folder copied to another machine, its models left behind, is still read)."""
-    if not isinstance(data, dict):
-        raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
-    if isinstance(data.get("genome"), dict) and "models" in data["genome"]:
-        from mergekit_evo.evolve_compat import from_mergekit_evolve
-
-        data = from_mergekit_evolve(data)
-    try:
-        config = EvolveConfig.model_validate(data)
-    except ValidationError as e:
-        raise UserError(format_validation_error(e)) from None
-    return _resolve_paths(config, root)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping (plain PyYAML keeps the last one silently)."""
-
-
-def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: set = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
-        if not isinstance(key, (str, int, float, bool)):
-            continue  # an unhashable key is refused by PyYAML itself
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (a key may appear once; remove one)", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
-
-
-def load_yaml_text(text: str, where: Path | str) -> Any:
-    """YAML from a file's text, safely (no tags that build objects), duplicate keys refused; one line naming `where`."""
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
-    except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None)
-        mark = getattr(e, "problem_mark", None)
-        if problem and mark is not None:
-            raise UserError(f"{where}: line {mark.line + 1}: {problem}") from None
-        raise UserError(f"{where} is not valid YAML: {str(e).splitlines()[0]}") from None
-
-
-def load_yaml_mapping(path: Path) -> dict:
-    """A config file's YAML (environment variables expanded), refused in one line when it is not a mapping."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"config file {path} is a folder; give the config's YAML file")
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
-    data = load_yaml_text(os.path.expandvars(text), path)
-    if not isinstance(data, dict):
-        raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
-    return data
-
-
-def load_config(path: Path) -> EvolveConfig:
-    return parse_config(load_yaml_mapping(path), Path(path).parent.resolve())
-
-
-# ------------------------------------------------------------------------------------------ semantic checks
-
-
-def _is_hub_id(ref: str) -> bool:
-    parts = ref.split("/")
-    return len(parts) == 2 and all(parts) and not ref.startswith((".", "~", "/"))
-
-
-def check_models(config: EvolveConfig) -> None:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    for field, ref in config.labelled_inputs():
-        path = Path(ref)
-        if path.is_dir():
-            if not (path / "config.json").is_file():
-                raise UserError(f"{field}: {ref} is a folder but holds no config.json; point it at a saved model")
-            continue
-        if _is_hub_id(ref) and not offline:
-            continue
-        raise UserError(
-            f"{field}: {ref} is not a local model folder"
-            + (" (and the hub is offline: HF_HUB_OFFLINE is set)" if _is_hub_id(ref) else "")
-        )
-
-
-def check_method(config: EvolveConfig) -> None:
-    from mergekit_evo import mergekit_api
-
-    known = mergekit_api.method_names()
-    methods = config.methods()
-    for method in methods:
-        if method not in known:
-            raise UserError(f"merge_method: mergekit has no method {method!r}; {close_matches(method, known)}")
-    if config.genome.dfs is not None:
-        check_data_flow(config)
-        return
-    if "passthrough" in methods:
-        raise UserError(
-            "merge_method: passthrough stacks layers; evolve its path with `genome.dfs: {}` (data-flow search)"
-        )
-    specs = {m: mergekit_api.method(m) for m in methods}
-    accepted = list(dict.fromkeys(p.name for spec in specs.values() for p in spec.parameters))
-    which = methods[0] if len(methods) == 1 else "none of " + ", ".join(methods)
-    for name in config.genome.parameters:
-        if name not in accepted:
-            raise UserError(
-                f"genome.parameters.{name}: {which} takes no parameter {name!r}; {close_matches(name, accepted)}"
-            )
-    for method, spec in specs.items():
-        required = [p.name for p in spec.parameters if p.required and p.name not in config.genome.parameters]
-        if required:
-            raise UserError(
-                f"genome.parameters: {method} needs {', '.join(required)}; "
-                f"add e.g. `{required[0]}: {{min: 0.0, max: 1.0}}`"
-            )
-        if spec.needs_base and not config.base_model:
-            raise UserError(f"base_model: {method} needs a base model; add `base_model: PATH`")
-        n_inputs = len(set(config.models) | ({config.base_model} if config.base_model else set()))
-        if n_inputs < spec.min_inputs or (spec.max_inputs and n_inputs > spec.max_inputs):
-            allowed = f"{spec.min_inputs}" + (f" to {spec.max_inputs}" if spec.max_inputs else " or more")
-            raise UserError(f"models: {method} takes {allowed} input models (base included), got {n_inputs}")
-
-
-def check_data_flow(config: EvolveConfig) -> None:
-    """A data-flow genome stacks whole layers: passthrough is its method, and it evolves no mergekit parameter."""
-    if config.methods() != ["passthrough"]:
-        raise UserError(
-            "merge_method: a data-flow genome (genome.dfs) is emitted as `passthrough`; set merge_method: passthrough"
-        )
-    evolved = [name for name, v in config.genome.parameters.items() if isinstance(v, Bounds)]
-    if evolved or config.genome.filters or config.genome.initial:
-        what = "parameters" if evolved else "filters" if config.genome.filters else "initial"
-        raise UserError(
-            f"genome.{what}: a data-flow genome evolves the path of layers only; remove it, or merge the parameters "
-            "first and give that recipe as a source (genome.dfs.merged_sources)"
-        )
