@@ -12,7 +12,15 @@ The API's version goes up when a name is removed or a contract changes in a way 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
+
+from mergekit_evo.threads import PROCESS_DEFAULTS
+
+# Set before torch is imported, by the CLI or by a Python program that imports mergekit_evo first: torch's allocator
+# reads them once (threads.py says why); a user's own setting wins.
+for _name, _value in PROCESS_DEFAULTS.items():
+    os.environ.setdefault(_name, _value)
 
 __version__ = "0.1.0"
 API_VERSION = (

@@ -25,9 +25,9 @@ ENV = "MERGEKIT_EVO_THREADS"
 MIN_WINDOW = 0.05  # seconds: a shorter span since the last look says too little (/proc/stat counts in 10 ms ticks)
 
 # PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when this is set. It reads it
-# once, at its first allocation, so the CLI sets it before any command imports torch: a merge allocates several
-# model-sized temporaries per candidate, and with 4 KB pages their page faults cost a fifth to a quarter of a CPU
-# merge's time (see the README's Performance section). A user's own setting, 0 included, wins.
+# once, at its first allocation, so `import mergekit_evo` sets it, before a program that imports it first (the CLI
+# does) imports torch: a merge allocates several model-sized temporaries per candidate, and with 4 KB pages their
+# page faults cost a fifth to a quarter of a CPU merge's time (docs/performance.md). A user's own setting wins.
 PROCESS_DEFAULTS = {"THP_MEM_ALLOC_ENABLE": "1"}
 
 
