@@ -297,7 +297,7 @@ def evolve(genome_config: Path, storage_path: Path, no_progress: bool, allow_ben
         )
     config = parse_config(data, Path.cwd())  # mergekit-evolve read model paths as given, from the working directory
     if parsed.force_population_size is None:
-        from mergekit_evo.genome import genome_space
+        from mergekit_evo.spaces import genome_space
 
         population = cma_population(genome_space(config, relax_choices=True).dim)
         config = config.model_copy(update={"optimizer": config.optimizer.model_copy(update={"population": population})})

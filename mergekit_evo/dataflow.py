@@ -27,8 +27,9 @@ import numpy as np
 from mergekit_evo.config import DataFlowConfig, EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import safetensors_tensors
-from mergekit_evo.genome import Gene, Space, model_label, num_layers
+from mergekit_evo.genome import Gene, Space
 from mergekit_evo.merging import load_recipe, merge_to_disk, parse_merge_config
+from mergekit_evo.model_files import model_label, num_layers
 
 SOURCES = "sources"  # RUN_DIR/sources/NAME: the merged sources of a PS+DFS run
 SCALED = ("o_proj", "down_proj")  # what a layer adds to the residual stream, in Llama-style tensor names

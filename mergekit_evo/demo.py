@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mergekit_evo.genome import num_layers
+from mergekit_evo.model_files import num_layers
 from mergekit_evo.tiny_world import task_file
 
 # The demo's budget: 37 generations of 8, at most 300 evaluations (the budget is checked after each generation),

@@ -61,7 +61,7 @@ def _layer_groups(genome: dict) -> int | str:
         return 1
     if granularity == 1:
         return "per_layer"
-    from mergekit_evo.genome import num_layers
+    from mergekit_evo.model_files import num_layers
 
     layers = num_layers(str(genome["models"][0]))
     if layers is None:

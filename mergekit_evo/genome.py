@@ -6,9 +6,7 @@ genes become mergekit gradient lists, so the emitted YAML is exactly what `merge
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +16,7 @@ from mergekit_evo.config import Bounds, EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.mergekit_api import merge_configuration
 from mergekit_evo.mergekit_api import method as mergekit_method
+from mergekit_evo.model_files import model_label, num_layers
 
 if TYPE_CHECKING:
     from mergekit.config import MergeConfiguration
@@ -50,23 +49,6 @@ class Gene:
         if self.choices:
             return (int(value) + 0.5) / len(self.choices)
         return 0.5 if self.high == self.low else float(np.clip((value - self.low) / (self.high - self.low), 0, 1))
-
-
-def model_label(ref: str) -> str:
-    return Path(ref.rstrip("/")).name or ref
-
-
-def num_layers(model_ref: str) -> int | None:
-    path = Path(model_ref) / "config.json"
-    if not path.is_file():
-        return None
-    return layer_count(json.loads(path.read_text()))
-
-
-def layer_count(model_config: dict) -> int | None:
-    """The layer count a model's config.json gives, under the names the common architectures use."""
-    inner = model_config.get("text_config", model_config)
-    return inner.get("num_hidden_layers") or inner.get("n_layer") or inner.get("num_layers")
 
 
 def block_of(layer: int, k: int, n_layers: int) -> int:
@@ -393,12 +375,3 @@ class GenomeSpace(Space):
         if not path.is_file():
             raise UserError(f"genome.initial: {path} does not exist")
         return self.encode(path.read_text())
-
-
-def genome_space(config: EvolveConfig, relax_choices: bool = False):
-    """The run's genome: data-flow (`genome.dfs`) or parameter space; both map [0,1]^d to a mergekit recipe."""
-    if config.genome.dfs is not None:
-        from mergekit_evo.dataflow import DataFlowSpace
-
-        return DataFlowSpace(config)
-    return GenomeSpace(config, relax_choices)

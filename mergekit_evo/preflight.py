@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from mergekit_evo.config import EvolveConfig
 from mergekit_evo.errors import UserError
 from mergekit_evo.files import safetensors_tensors
-from mergekit_evo.genome import layer_count
+from mergekit_evo.model_files import layer_count
 
 
 def _label(field: str, ref: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from mergekit_evo.genome import model_label
+from mergekit_evo.model_files import model_label
 from mergekit_evo.runs import CandidateRecord
 
 if TYPE_CHECKING:

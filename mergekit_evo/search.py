@@ -31,7 +31,6 @@ from mergekit_evo.errors import RunFailure, UserError
 from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec, build_tasks
 from mergekit_evo.finale import Selection, choose, finalists
 from mergekit_evo.fingerprint import changes, run_fingerprint
-from mergekit_evo.genome import genome_space
 from mergekit_evo.merging import LoadedModel, parse_merge_config
 from mergekit_evo.observers import Notifier
 from mergekit_evo.optimizers import tell
@@ -56,6 +55,7 @@ from mergekit_evo.responses import RunResponses, Scores
 from mergekit_evo.run_view import load_view
 from mergekit_evo.runs import CandidateRecord, RunStore
 from mergekit_evo.significance import compare
+from mergekit_evo.spaces import genome_space
 from mergekit_evo.tasks import TaskBackend
 from mergekit_evo.validation import HeldBack
 

@@ -238,7 +238,7 @@ def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 
     from mergekit_evo.config import load_config
-    from mergekit_evo.genome import genome_space
+    from mergekit_evo.spaces import genome_space
 
     monkeypatch.setenv("TINY_WORLD", str(tiny_world))
     config = load_config(Path(__file__).parent.parent / "examples" / name)

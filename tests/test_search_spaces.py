@@ -18,7 +18,7 @@ from mergekit_evo.config import parse_config
 from mergekit_evo.dataflow import materialize_sources
 from mergekit_evo.demo import two_skill_config
 from mergekit_evo.errors import UserError
-from mergekit_evo.genome import GenomeSpace, genome_space
+from mergekit_evo.genome import GenomeSpace
 from mergekit_evo.hookspecs import hookimpl
 from mergekit_evo.mergekit_api import method as mergekit_method
 from mergekit_evo.merging import merge_to_disk
@@ -27,6 +27,7 @@ from mergekit_evo.plugins import get_plugin_manager
 from mergekit_evo.resident import ResidentMerger
 from mergekit_evo.runs import RunStore
 from mergekit_evo.search import Evolution
+from mergekit_evo.spaces import genome_space
 
 METHODS = ["linear", "task_arithmetic", "ties", "dare_ties"]
 
