@@ -40,9 +40,9 @@ test: $(STAMP)
 	$(PY) -m pytest --durations=25
 
 # The two-minute loop: the house rules and the fast tier (the micro world and the fake merger and backend; no test
-# on the 8-layer tiny world, none marked slow).
+# on the 8-layer tiny world, none marked slow, none on a Ray instance).
 check: lint
-	$(PY) -m pytest -q -m "not world and not slow"
+	$(PY) -m pytest -q -m "not world and not slow and not ray"
 
 # The house rules, clean on the whole tree; .ci/run runs them before the tests. pyproject holds their settings:
 # ruff (lint, and the format check) and mypy (the core and the shipped plugins, with pydantic's mypy plugin).

@@ -40,6 +40,7 @@ def test_a_small_world_builds_to_the_reference_weights_kept_in_the_repository(tm
     assert not [line for line in lines if line.startswith("note:")]
 
 
+@pytest.mark.slow  # builds small worlds: make test, not make check
 def test_a_build_that_differs_from_the_reference_says_so_in_one_line(tmp_path, monkeypatch):
     pinned = SMALL.model_copy(update={"pinned": True})
     monkeypatch.setattr(numerics, "reference_weights", lambda: {pinned.fingerprint(): "0" * 64})
@@ -50,6 +51,7 @@ def test_a_build_that_differs_from_the_reference_says_so_in_one_line(tmp_path, m
     assert "differ from the reference build" in notes[0] and "docs/tiny-world.md" in notes[0]
 
 
+@pytest.mark.slow  # builds small worlds: make test, not make check
 def test_same_seed_builds_the_same_world(tmp_path):
     first = ensure_world(tmp_path / "one", SMALL, log=lambda _: None)
     second = ensure_world(tmp_path / "two", SMALL, log=lambda _: None)
@@ -64,12 +66,14 @@ def test_same_seed_builds_the_same_world(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # builds small worlds: make test, not make check
 def test_another_seed_builds_another_world(tmp_path):
     first = ensure_world(tmp_path / "one", SMALL, log=lambda _: None)
     other = ensure_world(tmp_path / "two", SMALL.model_copy(update={"seed": 1}), log=lambda _: None)
     assert task_file(first, "facts_b", "test").read_bytes() != task_file(other, "facts_b", "test").read_bytes()
 
 
+@pytest.mark.slow  # builds small worlds: make test, not make check
 def test_a_matching_world_is_reused_not_rebuilt(tmp_path):
     world = ensure_world(tmp_path / "w", SMALL, log=lambda _: None)
     stamp = (world / "manifest.json").stat().st_mtime_ns
