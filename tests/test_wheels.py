@@ -5,6 +5,7 @@ package data left out of a wheel and a dependency a plugin imports but does not 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +32,19 @@ def _dependencies_without_us(into: Path) -> Path:
     return into
 
 
+def _source_copy(project: Path, into: Path) -> Path:
+    """A copy of a project's sources to build from: setuptools writes build/ and egg-info beside the sources, and a
+    test must leave the checkout as it found it."""
+    skip = {".venv", "build", "dist", "tests", "__pycache__", ".pytest_cache", "runs", ".git", "plugins", "docs"}
+    return Path(
+        shutil.copytree(
+            project,
+            into / project.name,
+            ignore=lambda _, names: [n for n in names if n in skip or n.endswith(".egg-info")],
+        )
+    )
+
+
 def _run(command: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{' '.join(command[:3])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -42,23 +56,15 @@ def test_the_wheels_install_into_a_fresh_environment_and_run_an_evolution_outsid
     wheels = tmp_path / "wheels"
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONNOUSERSITE": "1"}
     env.pop("PYTHONPATH", None)
-    for project in [ROOT, *PLUGINS]:  # built with this environment's setuptools: nothing is downloaded
+    for project in [ROOT, *PLUGINS]:  # built with this environment's setuptools (nothing is downloaded), from copies
         _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(wheels),
-                str(project),
-            ],
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+            + [str(_source_copy(project, tmp_path / "sources"))],
             tmp_path,
             env,
         )
     assert len(list(wheels.glob("*.whl"))) == 1 + len(PLUGINS)
+    assert not [p for p in [ROOT, *PLUGINS] if (p / "build").exists()]  # the checkout is left as it was
 
     fresh = tmp_path / "env"
     venv.create(fresh, with_pip=True)
