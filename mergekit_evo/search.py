@@ -632,11 +632,10 @@ class Evolution:
     def _search(self, executor: Executor, progress: bool) -> RunResult:
         self.store.write_json(RunStore.GENOME, {"genes": self.genome.layout()})
         self._select_items(progress)
-        self._write_calibration()
-        if not self.store.read_records().lines:  # a plugin's broken ask is refused before anything is scored
+        recorded = self.store.read_records()
+        if not recorded.lines:  # a plugin's broken ask is refused before anything is scored
             self._asked(self._new_optimizer())
         inputs = self.score_inputs()
-        recorded = self.store.read_records()
         records = recorded.rows
         # every complete line was an evaluation, readable or not: the budget counts them, new indices go past them
         evaluations = recorded.lines
@@ -663,9 +662,9 @@ class Evolution:
             elapsed = float(state.get("elapsed", 0.0))
             if state.get("estimator") is not None:
                 self.estimator.set_state(state["estimator"])
-            self._write_calibration()
             audit_state = state.get("audit") or audit_state
             self.log(f"resuming at generation {generation} with {len(records)} recorded candidates")
+        self._write_calibration()  # once the estimator's fit is the one the search goes on with
         optimizer = self.replayed_optimizer(records, generation)
         by_position = {(r.generation, r.member): r for r in records}
         by_yaml = {r.merge_yaml: r for r in records if r.ok}

@@ -115,12 +115,10 @@ def offline() -> None:
 @pytest.fixture(scope="session")
 def tiny_world() -> Path:
     """The default tiny world, built on first use into the cache (about 3-4 minutes on 2 cores), then reused."""
-    import transformers
-
+    from mergekit_evo.cli import _quiet_libraries
     from mergekit_evo.tiny_world import ensure_world
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    _quiet_libraries()
     return ensure_world()
 
 
@@ -142,12 +140,10 @@ def micro_world() -> Path:
     """The micro world: the tiny world's files, skills and item format, with 2-layer, 32-wide models trained for
     seconds (about 15 s to build on 2 cores, then cached). For tests of plumbing (configs, run folders, resume,
     views), where what the models know does not matter; the tiny world is for tests that judge model behaviour."""
-    import transformers
-
+    from mergekit_evo.cli import _quiet_libraries
     from mergekit_evo.tiny_world import WorldSpec, ensure_world
 
-    transformers.utils.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    _quiet_libraries()
     return ensure_world(spec=WorldSpec(**MICRO), log=lambda _: None)
 
 
@@ -158,19 +154,13 @@ def fake_quality(model: Any) -> float:
 
     if isinstance(model, str):
         return 0.2 + 0.4 * int(hashlib.sha256(model.encode()).hexdigest()[:4], 16) / 0xFFFF
-    weights = [
-        float(value)
-        for entry in model.models
-        for name, value in (entry.parameters or {}).items()
-        if name == "weight" and isinstance(value, (int, float))
-    ]
-    weights += [
-        float(v)
-        for entry in model.models
-        for name, value in (entry.parameters or {}).items()
-        if name == "weight" and isinstance(value, list)
-        for v in value
-    ]
+    weights = []
+    for entry in model.models:
+        value = (entry.parameters or {}).get("weight")
+        if isinstance(value, (int, float)):
+            weights.append(float(value))
+        elif isinstance(value, list):  # a per-layer gradient
+            weights += [float(v) for v in value]
     return float(max(0.0, 1.0 - sum(abs(w - 0.7) for w in weights) / max(len(weights), 1)))
 
 
