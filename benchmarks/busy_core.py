@@ -44,10 +44,10 @@ def _score(repeats: int) -> None:
 
     if os.environ.get("MERGEKIT_EVO_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["MERGEKIT_EVO_BENCH_THREADS"]))
-    from mergekit_evo.items import read_items
-    from mergekit_evo.merging import load_model
-    from mergekit_evo.native_scoring import encode_items, score_encoded
-    from mergekit_evo.tiny_world import ensure_world, task_file
+    from mergekit_evo.demo.tiny_world import ensure_world, task_file
+    from mergekit_evo.merge.base import load_model
+    from mergekit_evo.scoring.items import read_items
+    from mergekit_evo.scoring.native import encode_items, score_encoded
 
     world = ensure_world(log=lambda _: None)
     loaded = load_model(world / "models" / "math_a")

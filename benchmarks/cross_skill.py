@@ -1,6 +1,6 @@
 """The cross-skill experiment (issue 15) over several tiny-world seeds, through the product end to end.
 
-For each seed: build (or reuse) the world, run the demo's search (`mergekit_evo.demo.cross_skill_config`: per-layer
+For each seed: build (or reuse) the world, run the demo's search (`mergekit_evo.demo.configs.cross_skill_config`: per-layer
 task-arithmetic weights in [0, 2] for math_b, CMA-ES, 296 evaluations, a fifth of the search items for
 validation), then print the parents, the plain-merge baselines and the chosen merge on search, validation and
 held-out items, and the chosen merge's paired comparisons on held-out math_b (95% bootstrap interval, exact McNemar p).
@@ -20,12 +20,13 @@ import argparse
 import time
 from pathlib import Path
 
-from mergekit_evo.cli import _quiet_libraries
+from mergekit_evo.cli.common import quiet_libraries
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution, RunResult
-from mergekit_evo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.demo.configs import DEMO_EVALUATIONS, cross_skill_config
+from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.result import RunResult
+from mergekit_evo.store.runs import RunStore
 
 TARGET = {"over parents": 0.25, "over plain merges": 0.10, "p": 0.01, "search drop": 0.05}
 
@@ -103,7 +104,7 @@ def main() -> None:
         help="print search and validation scores only: for choosing a design or search settings without held-out",
     )
     args = parser.parse_args()
-    _quiet_libraries()  # transformers' per-load progress bars would drown the tables
+    quiet_libraries()  # transformers' per-load progress bars would drown the tables
     verdicts = []
     for seed in args.seeds:
         started = time.time()

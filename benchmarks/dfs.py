@@ -3,7 +3,7 @@
 Sakana's EvoLLM-JP: PS 52.0, PS+DFS 55.2 on MGSM-JA. Here the target is the tiny world's cross skill, math_b
 (arithmetic asked in language B, which neither parent does), at an equal budget per search, CMA-ES throughout:
 
-- **PS**: the demo's search (per-layer task-arithmetic weights in [0, 2], `mergekit_evo.demo.cross_skill_config`);
+- **PS**: the demo's search (per-layer task-arithmetic weights in [0, 2], `mergekit_evo.demo.configs.cross_skill_config`);
 - **DFS**: a path of layers through math_a and lang_b (`genome.dfs`, 2 repeats, at most `--max-layers` layers);
 - **PS+DFS**: the same, with PS's chosen merge (its best.yaml) as a third source, listed first, so the search starts
   from the PS merge as it is.
@@ -28,14 +28,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from mergekit_evo.cli import _quiet_libraries
+from mergekit_evo.cli.common import quiet_libraries
 from mergekit_evo.config import parse_config
-from mergekit_evo.dataflow import recipe_layers
-from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution, RunResult
-from mergekit_evo.significance import compare
-from mergekit_evo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.demo.configs import DEMO_EVALUATIONS, cross_skill_config
+from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.rank.significance import compare
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.space.dataflow import recipe_layers
+from mergekit_evo.store.result import RunResult
+from mergekit_evo.store.runs import RunStore
 
 
 def run(config: dict, world: Path, run_dir: Path) -> RunResult:
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the tiny world's seed")
     parser.add_argument("--runs", type=Path, default=Path("runs/dfs"))
     args = parser.parse_args()
-    _quiet_libraries()
+    quiet_libraries()
     world = ensure_world(spec=WorldSpec(seed=args.seed), log=lambda line: print(f"  {line}", flush=True))
     ps_config = cross_skill_config(world, args.evaluations)
     results: dict[str, RunResult] = {}

@@ -60,8 +60,8 @@ def scorer(world: Path, data: dict):
     """The genome, merger and task backends a run of config `data` would score with: (item ids, dim, input refs,
     score_ref, score_point, start point)."""
     from mergekit_evo.config import parse_config
-    from mergekit_evo.genome import GenomeSpace
-    from mergekit_evo.plugins import registry
+    from mergekit_evo.plugin.manager import registry
+    from mergekit_evo.space.genome import GenomeSpace
 
     config = parse_config({**data, "merger": "resident"}, world)
     reg = registry()
@@ -95,7 +95,7 @@ def _setup(world: Path, name: str, data: dict) -> Setup:
 
 
 def two_skill(world: Path, n_heldout: int, log) -> Setup:
-    from mergekit_evo.demo import cross_skill_config, two_skill_config
+    from mergekit_evo.demo.configs import cross_skill_config, two_skill_config
 
     data = two_skill_config(world)
     setup = _setup(world, "two-skill", data)
@@ -119,8 +119,8 @@ def cross_skill(world: Path, n_heldout: int, runs: int, evaluations: int, log) -
     """The demo's search without its validation share (every item is a search item), and CMA-ES runs of it driven
     by the full score, whose records hold every visited candidate on every item."""
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import cross_skill_config
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.demo.configs import cross_skill_config
+    from mergekit_evo.run.evolution import Evolution
 
     data = cross_skill_config(world, max_evaluations=evaluations)
     for task in data["tasks"]:
@@ -151,7 +151,7 @@ def cross_skill(world: Path, n_heldout: int, runs: int, evaluations: int, log) -
 
 
 def prepared(name: str, n: int, calibration: int, seed: int, source, irt_options: dict | None = None):
-    from mergekit_evo.plugins import registry
+    from mergekit_evo.plugin.manager import registry
 
     options = {"k": n} if name == "subsample" else {"n": n, "calibration": calibration, **(irt_options or {})}
     estimator = registry().get("estimators", name, "estimator")(options=options, seed=seed)
@@ -198,9 +198,9 @@ def top10(est: np.ndarray, merges: list[Scores]) -> list[int]:
 def replay_audit(estimator, selection, run: list[list[Scores]], seed: int, audit) -> dict:
     """An audited run along a CMA-ES trajectory, decided by the product's audit code: what the optimizer was told
     (errors, rank), the accepted best's regret, and the items scored per candidate, audits included."""
-    from mergekit_evo.audit import audited, drift, reasons
-    from mergekit_evo.ranking import RunningBest
-    from mergekit_evo.runs import CandidateRecord
+    from mergekit_evo.estimate.audit import audited, drift, reasons
+    from mergekit_evo.rank.ranking import RunningBest
+    from mergekit_evo.store.runs import CandidateRecord
 
     tasks = list(selection)
     n_all = sum(len(next(iter(run))[0][t]) for t in tasks)
@@ -262,7 +262,7 @@ def _mean(values: list[float]) -> float:
 def measure(
     setups: list[Setup], anchors: list[int], seeds: int, calibration: int, audit, log, irt_options: dict | None = None
 ) -> dict:
-    from mergekit_evo.responses import StaticResponses
+    from mergekit_evo.estimate.responses import StaticResponses
 
     table: dict = {}
     for setup in setups:
@@ -380,7 +380,7 @@ def run(
     """Every setup scored and measured: (results by (run, set, anchors, estimator), the markdown tables).
     `irt_options` are added to the IRT estimators' options (the suite's reduced form fixes `dim: 1`)."""
     from mergekit_evo.config import AuditConfig
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.demo.tiny_world import ensure_world
 
     world = ensure_world(log=log)
     started = time.perf_counter()
@@ -392,7 +392,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from mergekit_evo.cli import _quiet_libraries
+    from mergekit_evo.cli.common import quiet_libraries
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--anchors", default="20,100", help="anchors (items) per task, comma-separated")
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         "--calibration-around", choices=["genome", "start"], default="genome", help="the IRT calibration merges"
     )
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     audit = {"fraction": args.audit_fraction, "refit_error": args.refit_error}
     _, tables = run(
         [int(a) for a in args.anchors.split(",")],

@@ -1,6 +1,6 @@
 """M2N2 against CMA-ES and random search on the tiny world's cross skill, at the same budget (issue 20).
 
-The demo's genome (per-layer task-arithmetic weights in [0, 2] for math_b, `mergekit_evo.demo.cross_skill_config`),
+The demo's genome (per-layer task-arithmetic weights in [0, 2] for math_b, `mergekit_evo.demo.configs.cross_skill_config`),
 the full estimator (M2N2 is told every candidate's scores on all search items), 296 evaluations, population 8;
 only the optimizer changes. Each chosen merge is measured on the held-out math_b items and compared with CMA-ES's
 item by item (95% bootstrap interval, exact McNemar p).
@@ -19,10 +19,10 @@ from pathlib import Path
 
 from dfs import against, heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
 
-from mergekit_evo.cli import _quiet_libraries
-from mergekit_evo.demo import DEMO_EVALUATIONS, cross_skill_config
-from mergekit_evo.search import RunResult
-from mergekit_evo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.cli.common import quiet_libraries
+from mergekit_evo.demo.configs import DEMO_EVALUATIONS, cross_skill_config
+from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world
+from mergekit_evo.store.result import RunResult
 
 OPTIMIZERS = ("cma", "m2n2", "random")
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the tiny world's seed")
     parser.add_argument("--runs", type=Path, default=Path("runs/m2n2"))
     args = parser.parse_args()
-    _quiet_libraries()
+    quiet_libraries()
     world = ensure_world(spec=WorldSpec(seed=args.seed), log=lambda line: print(f"  {line}", flush=True))
     results: dict[str, RunResult] = {}
     seconds: dict[str, float] = {}

@@ -120,7 +120,7 @@ def recipe(paths: list[Path], method: str) -> dict:
 
 def time_disk(config, scratch: Path, device: str) -> float:
     """mergekit's run_merge with its arithmetic on `device`, then the model loaded onto it: the `disk` merger's way."""
-    from mergekit_evo.merging import load_model, merge_to_disk
+    from mergekit_evo.merge.base import load_model, merge_to_disk
 
     out = scratch / "out"
     synchronize(device)
@@ -174,13 +174,13 @@ def time_resident(merger, config) -> tuple[float, float]:
 
 def run(sizes: list[str], methods: list[str], repeats: int, device: str, skip_disk: bool) -> list[dict]:
 
-    from mergekit_evo.cli import _quiet_libraries
+    from mergekit_evo.cli.common import quiet_libraries
     from mergekit_evo.config import EvolveConfig
-    from mergekit_evo.memory import human_bytes
-    from mergekit_evo.merging import parse_merge_config
-    from mergekit_evo.resident import ResidentMerger
+    from mergekit_evo.merge.base import parse_merge_config
+    from mergekit_evo.merge.memory import human_bytes
+    from mergekit_evo.merge.resident import ResidentMerger
 
-    _quiet_libraries()
+    quiet_libraries()
     bandwidth = copy_bandwidth(device)
     print(f"copy bandwidth on {device}: {human_bytes(bandwidth)}/s (read + write)\n\n{HEADER}", flush=True)
     rows = []

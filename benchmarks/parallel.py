@@ -39,9 +39,9 @@ class _Clock:
 
 def run_one(world: Path, optimizer: str, executor: dict, evaluations: int, population: int) -> dict:
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import two_skill_config
-    from mergekit_evo.plugins import get_plugin_manager
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.demo.configs import two_skill_config
+    from mergekit_evo.plugin.manager import get_plugin_manager
+    from mergekit_evo.run.evolution import Evolution
 
     data = two_skill_config(world, evaluations, optimizer=optimizer, population=population)
     data.update(executor=executor, baselines=[])
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import ray
 
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.demo.tiny_world import ensure_world
 
     world = args.world or ensure_world()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

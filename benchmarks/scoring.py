@@ -6,7 +6,7 @@
   of 64-token prompts with 4 choices of 1 to 5 tokens, as a real multiple-choice benchmark has.
 
 `before` is the scorer this project shipped until issue 29 (tests/reference_scoring.py: each choice its own whole
-sequence, the items tokenized on every call); `after` is mergekit_evo.native_scoring with its items encoded once per
+sequence, the items tokenized on every call); `after` is mergekit_evo.scoring.native with its items encoded once per
 run, as a run scores; `HFLM` is lm-eval's model class on the same model object, its requests built once, timing
 `loglikelihood` only (what lm-eval itself spends per candidate on top of it, building requests and computing
 metrics, is in the README). Each is timed `--repeats` times after a warm-up (the synthetic case: once, cold); the table gives the best. The three
@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the re
 
 def demo_case(device: str):
     from mergekit_evo.config import TaskConfig
-    from mergekit_evo.merging import load_model
-    from mergekit_evo.tasks import NativeTask
-    from mergekit_evo.tiny_world import ensure_world, task_file
-    from mergekit_evo.validation import with_validation
+    from mergekit_evo.demo.tiny_world import ensure_world, task_file
+    from mergekit_evo.merge.base import load_model
+    from mergekit_evo.scoring.splits import with_validation
+    from mergekit_evo.scoring.tasks import NativeTask
 
     world = ensure_world(log=lambda _: None)
     native = NativeTask(config=TaskConfig(name="math_b", items=task_file(world, "math_b", "search"), validation=0.2))
@@ -51,8 +51,8 @@ def synthetic_case(device: str, count: int):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from mergekit_evo.items import Item
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.demo.tiny_world import ensure_world
+    from mergekit_evo.scoring.items import Item
 
     world = ensure_world(log=lambda _: None)
     tokenizer = AutoTokenizer.from_pretrained(world / "models" / "base")  # one token per word
@@ -117,7 +117,7 @@ def measure(label: str, model, tokenizer, items, repeats: int, batch_size: int) 
     import reference_scoring
     import torch
 
-    from mergekit_evo.native_scoring import encode_items, score_encoded
+    from mergekit_evo.scoring.native import encode_items, score_encoded
 
     def synced(work):
         def run():

@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from mergekit_evo.dashboard import Dashboard
-from mergekit_evo.report_html import report_html, state, to_json
-from mergekit_evo.run_view import load_view
+from mergekit_evo.views.dashboard import Dashboard
+from mergekit_evo.views.report_html import report_html, state, to_json
+from mergekit_evo.views.run_view import load_view
 
 
 def timed(work: Callable[[], object], repeats: int) -> float:
@@ -34,9 +34,9 @@ def timed(work: Callable[[], object], repeats: int) -> float:
 
 def small_run(folder: Path) -> Path:
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import cross_skill_config
-    from mergekit_evo.search import Evolution
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.demo.configs import cross_skill_config
+    from mergekit_evo.demo.tiny_world import ensure_world
+    from mergekit_evo.run.evolution import Evolution
 
     world = ensure_world()
     data = cross_skill_config(world, 64)

@@ -40,7 +40,7 @@ BATCH = 64
 
 def _config(world: Path):
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import two_skill_config
+    from mergekit_evo.demo.configs import two_skill_config
 
     data = two_skill_config(world, 8)
     include = [str(world / "tasks" / "lm_eval")]
@@ -57,7 +57,7 @@ def mergekit_evolve_way(merge_yaml: str, manager, scratch: Path) -> tuple[float,
     from mergekit.merge import run_merge
     from mergekit.options import MergeOptions
 
-    from mergekit_evo.merging import parse_merge_config
+    from mergekit_evo.merge.base import parse_merge_config
 
     started = time.perf_counter()
     out = Path(tempfile.mkdtemp(dir=scratch))
@@ -102,12 +102,12 @@ def main(argv: list[str] | None = None) -> None:
     from lm_eval.tasks import TaskManager
 
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import two_skill_config
-    from mergekit_evo.executors import Job, Worker, build_tasks
-    from mergekit_evo.genome import GenomeSpace
-    from mergekit_evo.plugins import registry
-    from mergekit_evo.resident import ResidentMerger
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.demo.configs import two_skill_config
+    from mergekit_evo.demo.tiny_world import ensure_world
+    from mergekit_evo.merge.resident import ResidentMerger
+    from mergekit_evo.plugin.manager import registry
+    from mergekit_evo.run.executors import Job, Worker, build_tasks
+    from mergekit_evo.space.genome import GenomeSpace
 
     transformers.utils.logging.set_verbosity_error()
     logging.getLogger("lm-eval").setLevel(logging.ERROR)

@@ -30,8 +30,8 @@ def small_world(hidden: int) -> dict[str, int]:
     )  # fmt: skip
 
 
-from mergekit_evo.tiny_world.build import WorldSpec  # noqa: E402
-from mergekit_evo.tiny_world.numerics import PINNED, weights_hash  # noqa: E402
+from mergekit_evo.demo.tiny_world.build import WorldSpec  # noqa: E402
+from mergekit_evo.demo.tiny_world.numerics import PINNED, weights_hash  # noqa: E402
 
 MACHINES = {
     "this CPU (AVX-512), 2 cores": ({}, None),
@@ -73,7 +73,7 @@ def build(
     command = [
         sys.executable,
         "-m",
-        "mergekit_evo.tiny_world.build_child",
+        "mergekit_evo.demo.tiny_world.build_child",
         str(into),
         str(into),
         spec.model_dump_json(),

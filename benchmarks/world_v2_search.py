@@ -26,8 +26,8 @@ import time
 import numpy as np
 import torch
 
-from mergekit_evo.tiny_world.language import NAMES  # the same 32 names, in the same order
-from mergekit_evo.tiny_world.training import build_model, build_tokenizer, train
+from mergekit_evo.demo.tiny_world.language import NAMES  # the same 32 names, in the same order
+from mergekit_evo.demo.tiny_world.training import build_model, build_tokenizer, train
 
 # The design search's own word list, kept as it was when the README's attempts were measured: its order decides
 # the sentences each seed draws, so sharing the world's (ordered differently) would change every row.
@@ -261,7 +261,7 @@ def main(cfg):
     st = ta(bestx[:L], bestx[L:])
     ev = {k: score(st, k).mean() for k in enc}
     print("evolved     " + " ".join(f"{kk} {vv:.3f}" for kk, vv in ev.items()) + f"  w={np.round(bestx, 2).tolist()}")
-    from mergekit_evo.significance import compare
+    from mergekit_evo.rank.significance import compare
 
     mine = score(st, "math_b.test")
     for other in ("math_a", "lang_b", "ta_1_1", "linear_.5"):

@@ -29,26 +29,26 @@ API_VERSION = (
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "hookimpl": "mergekit_evo.hookspecs",
-    "Optimizer": "mergekit_evo.optimizers",
-    "Estimator": "mergekit_evo.estimators",
-    "TaskBackend": "mergekit_evo.tasks",
+    "hookimpl": "mergekit_evo.plugin.hookspecs",
+    "Optimizer": "mergekit_evo.run.optimizers",
+    "Estimator": "mergekit_evo.estimate.estimators",
+    "TaskBackend": "mergekit_evo.scoring.tasks",
     "TaskConfig": "mergekit_evo.config",
-    "Merger": "mergekit_evo.merging",
-    "Executor": "mergekit_evo.executors",
-    "Job": "mergekit_evo.executors",
-    "Outcome": "mergekit_evo.executors",
-    "Worker": "mergekit_evo.executors",
-    "WorkerSpec": "mergekit_evo.executors",
-    "Observer": "mergekit_evo.observers",
-    "LoadedModel": "mergekit_evo.merging",
-    "ResponseSource": "mergekit_evo.responses",
-    "Scores": "mergekit_evo.responses",
-    "CandidateRecord": "mergekit_evo.runs",
-    "UserError": "mergekit_evo.errors",
-    "close_matches": "mergekit_evo.errors",
-    "parse_plugin_options": "mergekit_evo.errors",
-    "json_hash": "mergekit_evo.fingerprint",
+    "Merger": "mergekit_evo.merge.base",
+    "Executor": "mergekit_evo.run.executors",
+    "Job": "mergekit_evo.run.executors",
+    "Outcome": "mergekit_evo.run.executors",
+    "Worker": "mergekit_evo.run.executors",
+    "WorkerSpec": "mergekit_evo.run.executors",
+    "Observer": "mergekit_evo.views.observers",
+    "LoadedModel": "mergekit_evo.merge.base",
+    "ResponseSource": "mergekit_evo.estimate.responses",
+    "Scores": "mergekit_evo.estimate.responses",
+    "CandidateRecord": "mergekit_evo.store.runs",
+    "UserError": "mergekit_evo.plugin.errors",
+    "close_matches": "mergekit_evo.plugin.errors",
+    "parse_plugin_options": "mergekit_evo.plugin.errors",
+    "json_hash": "mergekit_evo.store.fingerprint",
 }
 
 __all__ = [
@@ -91,14 +91,14 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from mergekit_evo.config import TaskConfig
-    from mergekit_evo.errors import UserError, close_matches, parse_plugin_options
-    from mergekit_evo.estimators import Estimator
-    from mergekit_evo.executors import Executor, Job, Outcome, Worker, WorkerSpec
-    from mergekit_evo.fingerprint import json_hash
-    from mergekit_evo.hookspecs import hookimpl
-    from mergekit_evo.merging import LoadedModel, Merger
-    from mergekit_evo.observers import Observer
-    from mergekit_evo.optimizers import Optimizer
-    from mergekit_evo.responses import ResponseSource, Scores
-    from mergekit_evo.runs import CandidateRecord
-    from mergekit_evo.tasks import TaskBackend
+    from mergekit_evo.estimate.estimators import Estimator
+    from mergekit_evo.estimate.responses import ResponseSource, Scores
+    from mergekit_evo.merge.base import LoadedModel, Merger
+    from mergekit_evo.plugin.errors import UserError, close_matches, parse_plugin_options
+    from mergekit_evo.plugin.hookspecs import hookimpl
+    from mergekit_evo.run.executors import Executor, Job, Outcome, Worker, WorkerSpec
+    from mergekit_evo.run.optimizers import Optimizer
+    from mergekit_evo.scoring.tasks import TaskBackend
+    from mergekit_evo.store.fingerprint import json_hash
+    from mergekit_evo.store.runs import CandidateRecord
+    from mergekit_evo.views.observers import Observer

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from mergekit_evo.errors import UserError
+from mergekit_evo.plugin.errors import UserError
 
 if TYPE_CHECKING:
     from mergekit.config import MergeConfiguration

@@ -36,44 +36,44 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.plugin.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from mergekit_evo.search import RunResult
+    from mergekit_evo.store.result import RunResult
 
 # name -> the module that defines it: loaded on first use (mergekit and torch are seconds to import)
 _SUPPORT = {
-    "Evolution": "mergekit_evo.search",
-    "RunResult": "mergekit_evo.search",
+    "Evolution": "mergekit_evo.run.evolution",
+    "RunResult": "mergekit_evo.store.result",
     "parse_config": "mergekit_evo.config",
     "TaskConfig": "mergekit_evo.config",
-    "RunStore": "mergekit_evo.runs",
-    "two_skill_config": "mergekit_evo.demo",
-    "cross_skill_config": "mergekit_evo.demo",
-    "task_file": "mergekit_evo.tiny_world",
-    "SKILLS": "mergekit_evo.tiny_world.language",
-    "load_view": "mergekit_evo.run_view",
-    "estimator_points": "mergekit_evo.figures",
-    "leader": "mergekit_evo.ranking",
-    "non_dominated": "mergekit_evo.pareto",
-    "registry": "mergekit_evo.plugins",
-    "get_plugin_manager": "mergekit_evo.plugins",
-    "RandomSearch": "mergekit_evo.optimizers",
-    "final_best": "mergekit_evo.optimizer_checks",
-    "front_quality": "mergekit_evo.optimizer_checks",
-    "asks_after_resume": "mergekit_evo.optimizer_checks",
-    "coordinate_items": "mergekit_evo.optimizer_checks",
-    "distance_objective": "mergekit_evo.optimizer_checks",
-    "maximize": "mergekit_evo.optimizer_checks",
-    "NativeTask": "mergekit_evo.tasks",
-    "Item": "mergekit_evo.items",
-    "write_items": "mergekit_evo.items",
-    "load_model": "mergekit_evo.merging",
-    "parse_merge_config": "mergekit_evo.merging",
-    "choice_logprobs": "mergekit_evo.native_scoring",
-    "encode_items": "mergekit_evo.native_scoring",
-    "StaticResponses": "mergekit_evo.responses",
-    "RunFailure": "mergekit_evo.errors",
+    "RunStore": "mergekit_evo.store.runs",
+    "two_skill_config": "mergekit_evo.demo.configs",
+    "cross_skill_config": "mergekit_evo.demo.configs",
+    "task_file": "mergekit_evo.demo.tiny_world",
+    "SKILLS": "mergekit_evo.demo.tiny_world.language",
+    "load_view": "mergekit_evo.views.run_view",
+    "estimator_points": "mergekit_evo.views.figures",
+    "leader": "mergekit_evo.rank.ranking",
+    "non_dominated": "mergekit_evo.rank.pareto",
+    "registry": "mergekit_evo.plugin.manager",
+    "get_plugin_manager": "mergekit_evo.plugin.manager",
+    "RandomSearch": "mergekit_evo.run.optimizers",
+    "final_best": "mergekit_evo.run.optimizer_checks",
+    "front_quality": "mergekit_evo.run.optimizer_checks",
+    "asks_after_resume": "mergekit_evo.run.optimizer_checks",
+    "coordinate_items": "mergekit_evo.run.optimizer_checks",
+    "distance_objective": "mergekit_evo.run.optimizer_checks",
+    "maximize": "mergekit_evo.run.optimizer_checks",
+    "NativeTask": "mergekit_evo.scoring.tasks",
+    "Item": "mergekit_evo.scoring.items",
+    "write_items": "mergekit_evo.scoring.items",
+    "load_model": "mergekit_evo.merge.base",
+    "parse_merge_config": "mergekit_evo.merge.base",
+    "choice_logprobs": "mergekit_evo.scoring.native",
+    "encode_items": "mergekit_evo.scoring.native",
+    "StaticResponses": "mergekit_evo.estimate.responses",
+    "RunFailure": "mergekit_evo.plugin.errors",
 }
 
 
@@ -91,7 +91,7 @@ def evolve(
     """A whole run of `config` (a mapping, as a YAML file would hold; relative paths against `world`) into
     `run_dir`, quietly unless `log` is given: what `mergekit-evo run` does."""
     from mergekit_evo.config import parse_config
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.run.evolution import Evolution
 
     evolution = Evolution.start(parse_config(config, Path(world or ".")), Path(run_dir), log=log or (lambda _: None))
     return evolution.run(progress=False)
@@ -99,7 +99,7 @@ def evolve(
 
 def resume(run_dir: Path, log: Callable[[str], None] | None = None) -> RunResult:
     """A stopped run continued to its end: what `mergekit-evo resume` does."""
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.run.evolution import Evolution
 
     return Evolution.resume(Path(run_dir), log=log or (lambda _: None)).run(progress=False)
 
@@ -115,10 +115,10 @@ def offline() -> None:
 @pytest.fixture(scope="session")
 def tiny_world() -> Path:
     """The default tiny world, built on first use into the cache (about 3-4 minutes on 2 cores), then reused."""
-    from mergekit_evo.cli import _quiet_libraries
-    from mergekit_evo.tiny_world import ensure_world
+    from mergekit_evo.cli.common import quiet_libraries
+    from mergekit_evo.demo.tiny_world import ensure_world
 
-    _quiet_libraries()
+    quiet_libraries()
     return ensure_world()
 
 
@@ -140,10 +140,10 @@ def micro_world() -> Path:
     """The micro world: the tiny world's files, skills and item format, with 2-layer, 32-wide models trained for
     seconds (about 15 s to build on 2 cores, then cached). For tests of plumbing (configs, run folders, resume,
     views), where what the models know does not matter; the tiny world is for tests that judge model behaviour."""
-    from mergekit_evo.cli import _quiet_libraries
-    from mergekit_evo.tiny_world import WorldSpec, ensure_world
+    from mergekit_evo.cli.common import quiet_libraries
+    from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world
 
-    _quiet_libraries()
+    quiet_libraries()
     return ensure_world(spec=WorldSpec(**MICRO), log=lambda _: None)
 
 
@@ -185,8 +185,8 @@ class _FakePlugin:
     def classes() -> tuple[type, type]:
         import contextlib
 
-        from mergekit_evo.merging import LoadedModel, Merger
-        from mergekit_evo.tasks import NativeTask
+        from mergekit_evo.merge.base import LoadedModel, Merger
+        from mergekit_evo.scoring.tasks import NativeTask
 
         class FakeMerger(Merger):
             """No merge: the recipe itself is the model a `fake` task scores."""
@@ -226,7 +226,7 @@ class _FakePlugin:
 @pytest.fixture(scope="session")
 def fake_plugins():
     """Registers the `fake` merger and task backend for the session (`merger: {name: fake}`, `backend: fake`)."""
-    from mergekit_evo.plugins import get_plugin_manager
+    from mergekit_evo.plugin.manager import get_plugin_manager
 
     plugin = _FakePlugin()
     get_plugin_manager().register(plugin, name="mergekit-evo-fake")
@@ -250,7 +250,7 @@ def interrupted_copy(run_dir: Path, into: Path, keep: int) -> Path:
     that point are removed, exactly the state an uncatchable kill leaves behind; resuming the copy must then
     propose the same candidates as the original run did.
     """
-    from mergekit_evo.runs import RunStore
+    from mergekit_evo.store.runs import RunStore
 
     results = (RunStore.BEST, RunStore.BEST_HELDOUT, RunStore.REPORT, RunStore.REPORT_HTML, RunStore.PARETO)
     shutil.copytree(run_dir, into, ignore=lambda folder, names: [n for n in names if n in results])
@@ -285,9 +285,9 @@ def random_merges(world: Path, count: int = 8, seed: int = 0):
     import numpy as np
 
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo import two_skill_config
-    from mergekit_evo.genome import GenomeSpace
-    from mergekit_evo.resident import ResidentMerger
+    from mergekit_evo.demo.configs import two_skill_config
+    from mergekit_evo.merge.resident import ResidentMerger
+    from mergekit_evo.space.genome import GenomeSpace
 
     data = two_skill_config(world)
     data["merge_method"] = "ties"

@@ -111,6 +111,6 @@ def _fixed_threads() -> int | None:
         return 0
     if value.isdigit() and int(value) > 0:
         return int(value)
-    from mergekit_evo.errors import UserError
+    from mergekit_evo.plugin.errors import UserError
 
     raise UserError(f"{ENV}={value!r}: give `auto` (the default), `torch` (torch's own choice) or a number of threads")

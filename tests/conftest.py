@@ -21,7 +21,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def manifest(tiny_world: Path) -> dict:  # noqa: F811
-    from mergekit_evo.tiny_world import load_manifest
+    from mergekit_evo.demo.tiny_world import load_manifest
 
     return load_manifest(tiny_world)
 

@@ -57,14 +57,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> N
 
 def item_count(world: Path, skill: str, split: str) -> int:
     """How many items a tiny-world skill has in a split (the world's sizes are the builder's to choose)."""
-    from mergekit_evo.tiny_world import task_file
+    from mergekit_evo.demo.tiny_world import task_file
 
     return sum(1 for line in task_file(world, skill, split).read_text().splitlines() if line.strip())
 
 
 def write_config(world: Path, folder: Path, max_evaluations: int = 12, population: int = 4, **changes) -> Path:
     """The demo's config with `changes`, as a YAML file a user would pass to `mergekit-evo run`."""
-    from mergekit_evo.demo import two_skill_config
+    from mergekit_evo.demo.configs import two_skill_config
 
     data = two_skill_config(world, max_evaluations, population=population)
     data.update(changes)
@@ -138,7 +138,7 @@ def fill_disk(folder: Path) -> Path:
 
 def designed_record(index: int, generation: int = 0, member: int | None = None, fitness: float = 0.5):
     """A scored candidate record with the fitness a test chooses (one task, `t`), as a run would append it."""
-    from mergekit_evo.runs import CandidateRecord
+    from mergekit_evo.store.runs import CandidateRecord
 
     return CandidateRecord(
         index=index,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from mergekit_evo.items import Item
+from mergekit_evo.scoring.items import Item
 
 
 def _device(model: PreTrainedModel) -> torch.device:

@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict
 
 from helpers import item_count
 from mergekit_evo import Estimator, hookimpl
-from mergekit_evo.audit import NEW_BEST, SAMPLE, sampled
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.estimate.audit import NEW_BEST, SAMPLE, sampled
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
 from mergekit_evo.testing import interrupted_copy
 
 TASKS = ("math_a", "facts_b")

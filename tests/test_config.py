@@ -10,10 +10,10 @@ import yaml
 
 from helpers import assert_one_line_error, cli
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.plugins import check_plugin_names, registry
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.manager import check_plugin_names, registry
+from mergekit_evo.space.genome import GenomeSpace
 
 
 def _broken(world, change):
@@ -138,7 +138,7 @@ def test_mergekit_evolve_s_filters_smooth_and_granularity_become_the_same_genome
 
 
 def test_mergekit_evolve_s_wandb_flags_turn_on_the_wandb_observer(micro_world, tmp_path):
-    from mergekit_evo.evolve_compat import EvolveFlags, evolve_flags
+    from mergekit_evo.config.evolve_compat import EvolveFlags, evolve_flags
 
     data = two_skill_config(micro_world)
     flags = EvolveFlags(tmp_path, wandb=True, wandb_project="merges", wandb_entity="lab", strategy="serial")
@@ -181,7 +181,7 @@ def test_listing_the_plugins_does_not_import_mergekit():
     import sys
 
     probe = (
-        "import sys\nfrom mergekit_evo.plugins import registry\nreg = registry()\n"
+        "import sys\nfrom mergekit_evo.plugin.manager import registry\nreg = registry()\n"
         "print(sorted(reg.factories['mergers']), sorted(reg.factories['observers']), "
         "[m for m in ('mergekit', 'wandb', 'mlflow', 'plotly') if m in sys.modules])"
     )
@@ -190,7 +190,7 @@ def test_listing_the_plugins_does_not_import_mergekit():
 
 
 def test_an_unknown_optimizer_option_names_the_valid_ones(micro_world, tmp_path):
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.run.evolution import Evolution
 
     data = copy.deepcopy(two_skill_config(micro_world))
     data["estimator"] = {"name": "subsample", "options": {"n": 5}}
@@ -209,7 +209,7 @@ def test_an_unknown_optimizer_option_names_the_valid_ones(micro_world, tmp_path)
     ids=["unknown option", "not a device", "a CUDA device that is not there"],
 )
 def test_disk_merger_options_are_checked_before_the_run_starts(micro_world, tmp_path, options, words):
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.run.evolution import Evolution
 
     data = copy.deepcopy(two_skill_config(micro_world))
     data["merger"] = {"name": "disk", "options": options}
@@ -238,7 +238,7 @@ def test_the_example_configs_load(tiny_world, monkeypatch, name):
     from pathlib import Path
 
     from mergekit_evo.config import load_config
-    from mergekit_evo.spaces import genome_space
+    from mergekit_evo.space.factory import genome_space
 
     monkeypatch.setenv("TINY_WORLD", str(tiny_world))
     config = load_config(Path(__file__).parent.parent / "examples" / name)
@@ -254,7 +254,7 @@ def test_the_cross_skill_example_is_the_demo_s_search(tiny_world, monkeypatch):
     from pathlib import Path
 
     from mergekit_evo.config import load_config
-    from mergekit_evo.demo import cross_skill_config
+    from mergekit_evo.demo.configs import cross_skill_config
 
     monkeypatch.setenv("TINY_WORLD", str(tiny_world))
     example = load_config(Path(__file__).parent.parent / "examples" / "tiny-cross-skill.yaml")

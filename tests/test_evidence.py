@@ -11,16 +11,16 @@ import yaml
 
 from helpers import cli, item_count
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.estimators import Estimator
-from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.optimizers import Optimizer
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.significance import compare, mcnemar_exact, paired_bootstrap
-from mergekit_evo.tiny_world import task_file
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.demo.tiny_world import task_file
+from mergekit_evo.estimate.estimators import Estimator
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.hookspecs import hookimpl
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.rank.significance import compare, mcnemar_exact, paired_bootstrap
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.run.optimizers import Optimizer
+from mergekit_evo.store.runs import RunStore
 
 # ------------------------------------------------------------------------------------------ the statistics
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
 from mergekit_evo.testing import fake_quality, faked, interrupted_copy, parse_merge_config
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from helpers import designed_record
-from mergekit_evo.finale import Selection, choose, finalists
+from mergekit_evo.run.finale import Selection, choose, finalists
 
 
 def _two_tasks(index: int, a: float, b: float, recipe: str | None = None):

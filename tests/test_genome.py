@@ -11,9 +11,9 @@ import yaml
 
 from helpers import BIN, tensors
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.merging import DiskMerger, merge_to_disk
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.merge.base import DiskMerger, merge_to_disk
+from mergekit_evo.space.genome import GenomeSpace
 
 
 def _config(world, **changes):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import mergekit_evo
-from mergekit_evo.errors import UserError
-from mergekit_evo.plugins import Registry
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.manager import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_PACKAGES = sorted(p for p in (ROOT / "plugins").glob("*/mergekit_evo_*") if p.is_dir() and "egg" not in p.name)
@@ -105,10 +105,10 @@ def test_a_colliding_plugin_is_shown_as_a_conflict_and_a_run_using_it_is_refused
 
     from helpers import write_config
     from mergekit_evo.config import load_config
-    from mergekit_evo.hookspecs import hookimpl
-    from mergekit_evo.optimizers import RandomSearch
-    from mergekit_evo.plugins import get_plugin_manager, registry
-    from mergekit_evo.search import Evolution
+    from mergekit_evo.plugin.hookspecs import hookimpl
+    from mergekit_evo.plugin.manager import get_plugin_manager, registry
+    from mergekit_evo.run.evolution import Evolution
+    from mergekit_evo.run.optimizers import RandomSearch
 
     class Fancy:
         @hookimpl

@@ -12,11 +12,11 @@ from pydantic import BaseModel, Field
 from helpers import cli_here
 from mergekit_evo import Estimator, Optimizer, UserError, hookimpl, parse_plugin_options
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import RunFailure
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import RunFailure
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
 
 
 class Lenient(BaseModel):

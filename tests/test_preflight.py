@@ -11,9 +11,9 @@ from safetensors.torch import load_file, save_file
 
 from helpers import assert_one_line_error, cli, item_count, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.run.evolution import Evolution
 
 
 def _model_copy(world: Path, into: Path, name: str = "lang_b") -> Path:

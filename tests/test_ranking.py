@@ -13,13 +13,13 @@ from test_evidence import INPUTS, Alternating
 from helpers import cli_here, designed_record
 from mergekit_evo import Estimator, Observer, hookimpl
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.figures import best_so_far
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.ranking import best_by_generation, leader, leaders, references
-from mergekit_evo.run_view import load_view
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.rank.ranking import best_by_generation, leader, leaders, references
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
+from mergekit_evo.views.figures import best_so_far
+from mergekit_evo.views.run_view import load_view
 
 
 def _audited(index: int, estimate: float, full: float, generation: int = 0):

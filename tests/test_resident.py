@@ -15,14 +15,14 @@ import torch
 
 from helpers import BIN, cli, tensors, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.memory import plan_memory
-from mergekit_evo.merging import merge_to_disk
-from mergekit_evo.resident import ResidentMerger
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.merge.base import merge_to_disk
+from mergekit_evo.merge.memory import plan_memory
+from mergekit_evo.merge.resident import ResidentMerger
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.space.genome import GenomeSpace
+from mergekit_evo.store.runs import RunStore
 
 DEVICE = os.environ.get("MERGEKIT_EVO_TEST_DEVICE", "cpu")
 
@@ -180,7 +180,7 @@ def test_resident_and_disk_runs_give_the_same_fitness_for_the_same_candidates(ti
 
 
 def test_a_fresh_result_is_handed_to_the_parameter_and_a_source_or_a_view_is_copied():
-    from mergekit_evo.resident import _ModelWriter
+    from mergekit_evo.merge.resident import _ModelWriter
 
     model = torch.nn.Linear(4, 3)
     source = torch.randn(3, 4)
@@ -218,7 +218,7 @@ def test_the_resident_model_shares_no_storage_with_the_cached_sources(tiny_world
 def test_tied_weights_stay_tied_and_take_the_embeddings_merged_value():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from mergekit_evo.resident import _ModelWriter
+    from mergekit_evo.merge.resident import _ModelWriter
 
     model = LlamaForCausalLM(
         LlamaConfig(

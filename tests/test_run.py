@@ -15,18 +15,18 @@ import yaml
 
 from helpers import BIN, cli, item_count, tensors, write_config
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.hookspecs import hookimpl
-from mergekit_evo.merging import (
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.merge.base import (
     merge_to_disk,
     parse_merge_config,
     write_candidate_model,
 )
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.tasks import NativeTask
+from mergekit_evo.plugin.hookspecs import hookimpl
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.scoring.tasks import NativeTask
+from mergekit_evo.space.genome import GenomeSpace
+from mergekit_evo.store.runs import RunStore
 
 BUDGET = dict(max_evaluations=12, population=4)
 

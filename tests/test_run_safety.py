@@ -23,13 +23,13 @@ import yaml
 
 from helpers import assert_one_line_error, cli, cli_here, designed_record, write_config
 from mergekit_evo.config import load_config, parse_config
-from mergekit_evo.dashboard import Dashboard, make_server
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.ranking import leader
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.rank.ranking import leader
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
 from mergekit_evo.testing import interrupted_copy
+from mergekit_evo.views.dashboard import Dashboard, make_server
 
 EVALUATIONS, POPULATION = 12, 4
 SECRET = "root:x:0:0:a secret outside the run folder\n"

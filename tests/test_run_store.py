@@ -29,11 +29,11 @@ from helpers import (
     write_config,
 )
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.files import read_jsonl
-from mergekit_evo.runs import CandidateRecord, RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.files import read_jsonl
+from mergekit_evo.store.runs import CandidateRecord, RunStore
 from mergekit_evo.testing import interrupted_copy
 
 EVALUATIONS, POPULATION = 8, 4

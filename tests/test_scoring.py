@@ -12,14 +12,14 @@ import reference_scoring
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from mergekit_evo import native_scoring
 from mergekit_evo.config import TaskConfig
-from mergekit_evo.items import Item, read_items
-from mergekit_evo.merging import load_model
-from mergekit_evo.native_scoring import choice_logprobs, encode_items, encode_pair, score_encoded, tokenizer_key
-from mergekit_evo.tasks import NativeTask
+from mergekit_evo.demo.tiny_world.language import SKILLS
+from mergekit_evo.merge.base import load_model
+from mergekit_evo.scoring import native as native_scoring
+from mergekit_evo.scoring.items import Item, read_items
+from mergekit_evo.scoring.native import choice_logprobs, encode_items, encode_pair, score_encoded, tokenizer_key
+from mergekit_evo.scoring.tasks import NativeTask
 from mergekit_evo.testing import random_merges
-from mergekit_evo.tiny_world.language import SKILLS
 
 TOLERANCE = 1e-4  # float32 log-probabilities summed over a few tokens; batches of other shapes round differently
 

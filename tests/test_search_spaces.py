@@ -15,19 +15,19 @@ from safetensors.torch import save_file
 
 from helpers import BIN, tensors
 from mergekit_evo.config import parse_config
-from mergekit_evo.dataflow import materialize_sources
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.genome import GenomeSpace
-from mergekit_evo.hookspecs import hookimpl
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.merge.base import merge_to_disk
+from mergekit_evo.merge.resident import ResidentMerger
 from mergekit_evo.mergekit_api import method as mergekit_method
-from mergekit_evo.merging import merge_to_disk
-from mergekit_evo.optimizers import Optimizer, RandomSearch, tell
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.resident import ResidentMerger
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
-from mergekit_evo.spaces import genome_space
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.hookspecs import hookimpl
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.run.optimizers import Optimizer, RandomSearch, tell
+from mergekit_evo.space.dataflow import materialize_sources
+from mergekit_evo.space.factory import genome_space
+from mergekit_evo.space.genome import GenomeSpace
+from mergekit_evo.store.runs import RunStore
 
 METHODS = ["linear", "task_arithmetic", "ties", "dare_ties"]
 

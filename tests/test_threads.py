@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from helpers import assert_one_line_error, cli_here
-from mergekit_evo.errors import UserError
+from mergekit_evo.plugin.errors import UserError
 from mergekit_evo.threads import CoreWatch, Look, apply_process_defaults, threads_for
 
 

@@ -13,13 +13,13 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from mergekit_evo.items import Item, read_items
-from mergekit_evo.merging import load_model, merge_to_disk, parse_merge_config
-from mergekit_evo.native_scoring import score_items
-from mergekit_evo.tiny_world import WorldSpec, ensure_world, numerics, task_file
-from mergekit_evo.tiny_world.build import evaluate_model, objective
-from mergekit_evo.tiny_world.language import OPERATIONS, SKILLS, translate
-from mergekit_evo.tiny_world.numerics import PINNED, reference_weights, weights_hash
+from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world, numerics, task_file
+from mergekit_evo.demo.tiny_world.build import evaluate_model, objective
+from mergekit_evo.demo.tiny_world.language import OPERATIONS, SKILLS, translate
+from mergekit_evo.demo.tiny_world.numerics import PINNED, reference_weights, weights_hash
+from mergekit_evo.merge.base import load_model, merge_to_disk, parse_merge_config
+from mergekit_evo.scoring.items import Item, read_items
+from mergekit_evo.scoring.native import score_items
 
 SMALL = WorldSpec(
     hidden=32, layers=1, base_steps=20, specialist_steps=10, language_steps=10, items_per_skill=24, batch_size=16
@@ -223,8 +223,8 @@ def test_an_unwritable_directory_gives_a_one_line_error(tmp_path):
 
 
 def test_the_default_world_s_seed_is_a_setting_of_the_environment(monkeypatch):
-    from mergekit_evo.errors import UserError
-    from mergekit_evo.tiny_world.build import default_world_seed
+    from mergekit_evo.demo.tiny_world.build import default_world_seed
+    from mergekit_evo.plugin.errors import UserError
 
     monkeypatch.delenv("MERGEKIT_EVO_WORLD_SEED", raising=False)
     assert default_world_seed() == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mergekit_evo.significance import compare
-from mergekit_evo.verdict import verdict_line
+from mergekit_evo.rank.significance import compare
+from mergekit_evo.rank.verdict import verdict_line
 
 
 def _run(chosen: np.ndarray, parents: dict[str, np.ndarray], plain: dict[str, np.ndarray]):

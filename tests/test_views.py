@@ -23,14 +23,14 @@ import pytest
 from mergekit_evo import Observer, hookimpl
 from mergekit_evo.cli import main
 from mergekit_evo.config import parse_config
-from mergekit_evo.dashboard import Dashboard, make_server
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.errors import UserError
-from mergekit_evo.figures import estimator_points, fitness, genome, pareto, task_scores, trajectories
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.run_view import load_view
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.errors import UserError
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
+from mergekit_evo.views.dashboard import Dashboard, make_server
+from mergekit_evo.views.figures import estimator_points, fitness, genome, pareto, task_scores, trajectories
+from mergekit_evo.views.run_view import load_view
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +195,7 @@ def test_report_reads_a_running_run_and_writes_only_where_told(run, tmp_path, ca
     run_dir = shutil.copytree(run[0], tmp_path / "live")
     (run_dir / "report.html").unlink()
     holder = (  # a live run: another process holds the run's lock
-        "import sys, time; from mergekit_evo.runs import RunStore; s = RunStore(sys.argv[1]); s.lock(); "
+        "import sys, time; from mergekit_evo.store.runs import RunStore; s = RunStore(sys.argv[1]); s.lock(); "
         "print('locked', flush=True); time.sleep(120)"
     )
     writer = subprocess.Popen([sys.executable, "-c", holder, str(run_dir)], stdout=subprocess.PIPE, text=True)

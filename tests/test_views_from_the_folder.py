@@ -15,10 +15,10 @@ import pytest
 from helpers import cli_here
 from mergekit_evo import Estimator, hookimpl
 from mergekit_evo.config import parse_config
-from mergekit_evo.demo import two_skill_config
-from mergekit_evo.plugins import get_plugin_manager
-from mergekit_evo.runs import RunStore
-from mergekit_evo.search import Evolution
+from mergekit_evo.demo.configs import two_skill_config
+from mergekit_evo.plugin.manager import get_plugin_manager
+from mergekit_evo.run.evolution import Evolution
+from mergekit_evo.store.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,12 @@ def test_a_moved_run_without_its_models_or_estimator_plugin_draws_every_view(mov
 
 def test_the_views_import_no_plugin_machinery_and_open_no_model():
     for module in ("figures", "report_html", "run_view", "dashboard", "report"):
-        tree = ast.parse((ROOT / "mergekit_evo" / f"{module}.py").read_text())
+        tree = ast.parse((ROOT / "mergekit_evo" / "views" / f"{module}.py").read_text())
         imported = {
             node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module is not None
         }
-        assert not imported & {"mergekit_evo.plugins", "mergekit_evo.genome", "mergekit_evo.dataflow"}, module
+        assert not imported & {
+            "mergekit_evo.plugin.manager",
+            "mergekit_evo.space.genome",
+            "mergekit_evo.space.dataflow",
+        }, module

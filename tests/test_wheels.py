@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mergekit_evo.demo import two_skill_config
+from mergekit_evo.demo.configs import two_skill_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
@@ -92,5 +92,5 @@ def test_the_wheels_install_into_a_fresh_environment_and_run_an_evolution_outsid
     records = (outside / "run" / "candidates.jsonl").read_text().splitlines()
     assert len(records) == 4 and (outside / "run" / "best.yaml").is_file()
     # the package data a build needs travelled too: the reference weight hashes of the tiny world
-    code = "from mergekit_evo.tiny_world.numerics import reference_weights; print(len(reference_weights()))"
+    code = "from mergekit_evo.demo.tiny_world.numerics import reference_weights; print(len(reference_weights()))"
     assert int(_run([str(python), "-c", code], outside, env).stdout) >= 1

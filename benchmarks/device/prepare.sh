@@ -24,6 +24,6 @@ done
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   "${wanted[@]}"
 # The tiny world is built here on the CPU (its training is what the tests' expectations were measured on).
-world=$("$PY" -c 'from mergekit_evo.tiny_world import ensure_world; print(ensure_world(log=lambda _: None))')
+world=$("$PY" -c 'from mergekit_evo.demo.tiny_world import ensure_world; print(ensure_world(log=lambda _: None))')
 cp -r "$world" .device/cache/tiny-world/
 du -sh .device/wheels .device/cache

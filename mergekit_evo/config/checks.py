@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from mergekit_evo.config.schema import Bounds, EvolveConfig
-from mergekit_evo.errors import UserError, close_matches
+from mergekit_evo.plugin.errors import UserError, close_matches
 
 
 def _is_hub_id(ref: str) -> bool:

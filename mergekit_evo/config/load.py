@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from mergekit_evo.config.checks import check_config
 from mergekit_evo.config.schema import EvolveConfig, format_validation_error
-from mergekit_evo.errors import UserError
+from mergekit_evo.plugin.errors import UserError
 
 
 def _resolve_paths(config: EvolveConfig, root: Path) -> EvolveConfig:
@@ -79,7 +79,7 @@ def read_config(data: Any, root: Path = Path(".")) -> EvolveConfig:
     if not isinstance(data, dict):
         raise UserError("the config must be a YAML mapping (key: value pairs) at the top level")
     if isinstance(data.get("genome"), dict) and "models" in data["genome"]:
-        from mergekit_evo.evolve_compat import from_mergekit_evolve
+        from mergekit_evo.config.evolve_compat import from_mergekit_evolve
 
         data = from_mergekit_evolve(data)
     try:

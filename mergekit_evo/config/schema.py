@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from mergekit_evo.errors import UserError, close_matches
+from mergekit_evo.plugin.errors import UserError, close_matches
 
 
 def _number_only(annotation: Any) -> bool:

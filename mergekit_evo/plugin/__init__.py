@@ -1,0 +1,1 @@
+"""The plugin system: the hook specifications, the plugin manager that loads built-ins and entry points, and the errors a plugin raises (UserError and its helpers). The floor every other package stands on."""

@@ -1,0 +1,1 @@
+"""The run itself: the evolution loop, its executors and optimizers, the pre-flight checks and the final choice."""

@@ -1,0 +1,1 @@
+"""Everything that reads a finished or running run folder and shows it: the run view, the figures, report.md, report.html, the dashboard and the observers (trackers). A view reads only the run folder."""
