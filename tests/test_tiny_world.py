@@ -74,6 +74,31 @@ def test_another_seed_builds_another_world(tmp_path):
 
 
 @pytest.mark.slow  # builds small worlds: make test, not make check
+def test_two_processes_asking_for_one_world_build_it_once(tmp_path):
+    """Parallel test workers, or two demos, ask for the same world at once: one builds it, the other waits for it
+    and reuses it (it neither builds a second copy nor replaces the first under its readers)."""
+    script = (
+        "import sys\n"
+        "from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world\n"
+        f"spec = WorldSpec.model_validate_json({SMALL.model_dump_json()!r})\n"
+        "print(ensure_world(sys.argv[1], spec, log=lambda line: print(line, flush=True)))\n"
+    )
+    world = tmp_path / "w"
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(world)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=600) for process in both]
+    assert [process.returncode for process in both] == [0, 0], outputs
+    builds = [out for out, _ in outputs if "trained base" in out]
+    assert len(builds) == 1, outputs
+    assert all(out.strip().splitlines()[-1] == str(world) for out, _ in outputs)
+    assert json.loads((world / "manifest.json").read_text())["fingerprint"] == SMALL.fingerprint()
+
+
+@pytest.mark.slow  # builds small worlds: make test, not make check
 def test_a_matching_world_is_reused_not_rebuilt(tmp_path):
     world = ensure_world(tmp_path / "w", SMALL, log=lambda _: None)
     stamp = (world / "manifest.json").stat().st_mtime_ns

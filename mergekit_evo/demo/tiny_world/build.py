@@ -6,13 +6,15 @@ manifest matches the spec is reused instead of rebuilt (tests and the demo share
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -130,14 +132,37 @@ def ensure_world(
     `MERGEKIT_EVO_WORLD_PINNED=0`."""
     spec = spec or WorldSpec(seed=default_world_seed(), pinned=default_world_pinned())
     directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
-    manifest = load_manifest(directory)
-    if not force and manifest and manifest.get("fingerprint") == spec.fingerprint():
+    if not force and _matches(directory, spec):
         return directory
-    if directory.exists() and not force and manifest is None and any(directory.iterdir()):
-        raise UserError(f"{directory} exists and is not a tiny world; choose an empty or new DIR (or pass --force)")
     _check_writable(directory)
-    build_world(directory, spec, log)
+    with _building(directory, log):  # a second process asking for the same world waits for the first one's build
+        manifest = load_manifest(directory)
+        if not force and _matches(directory, spec):
+            return directory
+        if directory.exists() and not force and manifest is None and any(directory.iterdir()):
+            raise UserError(f"{directory} exists and is not a tiny world; choose an empty or new DIR (or pass --force)")
+        build_world(directory, spec, log)
     return directory
+
+
+def _matches(directory: Path, spec: WorldSpec) -> bool:
+    manifest = load_manifest(directory)
+    return manifest is not None and manifest.get("fingerprint") == spec.fingerprint()
+
+
+@contextlib.contextmanager
+def _building(directory: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Held while a world is built into `directory`: an flock on a sibling file, given up with the process, so
+    parallel test workers or two demos never build one world twice nor replace it under a reader."""
+    path = directory.absolute().with_name(directory.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another process is building {directory}; waiting for it")
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield
 
 
 def build_world(directory: Path, spec: WorldSpec, log: Callable[[str], None] = print) -> dict:
