@@ -36,13 +36,14 @@ lock:
 	  $(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > $(LOCK)
 	rm -rf $(LOCK_VENV)
 
+# Two workers (pytest-xdist; each computes on one thread, tests/conftest.py), the Ray tests all on one of them.
 test: $(STAMP)
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n 2 --dist loadgroup --durations=25
 
 # The two-minute loop: the house rules and the fast tier (the micro world and the fake merger and backend; no test
 # on the 8-layer tiny world, none marked slow, none on a Ray instance).
 check: lint
-	$(PY) -m pytest -q -m "not world and not slow and not ray"
+	$(PY) -m pytest -q -n 2 -m "not world and not slow and not ray"
 
 # The house rules, clean on the whole tree; .ci/run runs them before the tests. pyproject holds their settings:
 # ruff (lint, and the format check) and mypy (the core and the shipped plugins, with pydantic's mypy plugin).

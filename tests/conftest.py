@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,12 @@ import pytest
 from mergekit_evo.testing import fake_plugins, micro_world, offline, tiny_world  # noqa: F401  (session fixtures)
 
 offline()  # before anything imports the Hugging Face libraries: tests never download
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs 2 workers on 2 cores: torch's OpenMP threads in both would spin against each other (a test
+    # 20x slower, README's performance notes), so each worker, and the processes it starts, computes on one thread
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

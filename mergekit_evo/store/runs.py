@@ -10,7 +10,7 @@ Layout (every name is spelled here and nowhere else):
   checkpoints/        JSON, one per generation told (gen-0003.json: generation 3 is the next to ask): the run's
                       elapsed time and what an audited estimator refitted. The optimizer is not stored: it is
                       rebuilt by replaying the records of the generations before through a new, seeded optimizer
-                      (search.py), so nothing in a run folder is ever unpickled. gen-*.pkl files of runs written
+                      (run/asking.py), so nothing in a run folder is ever unpickled. gen-*.pkl files of runs written
                       by earlier versions are never opened (their generation is read from the name).
   selection.json      the item ids each task is scored on (fixed for the whole run)
   inputs.json         the input models' scores on the same items and on the held-out items
