@@ -51,30 +51,8 @@ _PUBLIC = {
     "json_hash": "mergekit_evo.store.fingerprint",
 }
 
-__all__ = [
-    "API_VERSION",
-    "CandidateRecord",
-    "Estimator",
-    "Executor",
-    "Job",
-    "LoadedModel",
-    "Merger",
-    "Observer",
-    "Optimizer",
-    "Outcome",
-    "ResponseSource",
-    "Scores",
-    "TaskBackend",
-    "TaskConfig",
-    "UserError",
-    "Worker",
-    "WorkerSpec",
-    "__version__",
-    "close_matches",
-    "hookimpl",
-    "json_hash",
-    "parse_plugin_options",
-]
+# what `from mergekit_evo import *` gives, and what the lazy loader serves (names listed once, in _PUBLIC)
+__all__ = sorted(["API_VERSION", "__version__", *_PUBLIC])
 
 
 def __getattr__(name: str) -> Any:
@@ -89,16 +67,26 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-if TYPE_CHECKING:  # what type checkers and editors see
-    from mergekit_evo.config import TaskConfig
-    from mergekit_evo.estimate.estimators import Estimator
-    from mergekit_evo.estimate.responses import ResponseSource, Scores
-    from mergekit_evo.merge.base import LoadedModel, Merger
-    from mergekit_evo.plugin.errors import UserError, close_matches, parse_plugin_options
-    from mergekit_evo.plugin.hookspecs import hookimpl
-    from mergekit_evo.run.executors import Executor, Job, Outcome, Worker, WorkerSpec
-    from mergekit_evo.run.optimizers import Optimizer
-    from mergekit_evo.scoring.tasks import TaskBackend
-    from mergekit_evo.store.fingerprint import json_hash
-    from mergekit_evo.store.runs import CandidateRecord
-    from mergekit_evo.views.observers import Observer
+if TYPE_CHECKING:  # what type checkers and editors see: the names of _PUBLIC, from the same modules (tested)
+    from mergekit_evo.config import TaskConfig  # noqa: F401
+    from mergekit_evo.estimate.estimators import Estimator  # noqa: F401
+    from mergekit_evo.estimate.responses import ResponseSource, Scores  # noqa: F401
+    from mergekit_evo.merge.base import LoadedModel, Merger  # noqa: F401
+    from mergekit_evo.plugin.errors import (  # noqa: F401
+        UserError,
+        close_matches,
+        parse_plugin_options,
+    )
+    from mergekit_evo.plugin.hookspecs import hookimpl  # noqa: F401
+    from mergekit_evo.run.executors import (  # noqa: F401
+        Executor,
+        Job,
+        Outcome,
+        Worker,
+        WorkerSpec,
+    )
+    from mergekit_evo.run.optimizers import Optimizer  # noqa: F401
+    from mergekit_evo.scoring.tasks import TaskBackend  # noqa: F401
+    from mergekit_evo.store.fingerprint import json_hash  # noqa: F401
+    from mergekit_evo.store.runs import CandidateRecord  # noqa: F401
+    from mergekit_evo.views.observers import Observer  # noqa: F401

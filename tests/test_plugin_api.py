@@ -26,6 +26,16 @@ def test_every_public_name_imports_from_the_package_and_the_api_has_a_version():
         mergekit_evo.RunStore  # noqa: B018  (internal: not part of the API)
 
 
+def test_what_type_checkers_see_is_what_the_lazy_loader_serves():
+    """The public names are written in _PUBLIC (the loader's map) and, for type checkers, under TYPE_CHECKING: the
+    two must name the same objects from the same modules."""
+    tree = ast.parse(Path(mergekit_evo.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    typed = {a.name: n.module for n in block.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert typed == mergekit_evo._PUBLIC
+    assert sorted(mergekit_evo.__all__) == sorted([*typed, "API_VERSION", "__version__"])
+
+
 @pytest.mark.parametrize(
     "kind, required",
     [
