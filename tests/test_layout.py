@@ -17,11 +17,12 @@ def check(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_core_has_no_import_cycle_and_no_import_running_back_up() -> None:
+def test_the_core_has_no_import_cycle_no_import_running_back_up_and_no_long_module_or_function() -> None:
     done = check()
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 import cycles" in done.stdout
     assert "0 imports running back up" in done.stdout
+    assert "0 modules over 450 lines" in done.stdout and "0 functions over 80 lines" in done.stdout
 
 
 def write_package(root: Path, modules: dict[str, str]) -> Path:
@@ -35,7 +36,7 @@ def write_package(root: Path, modules: dict[str, str]) -> Path:
     return package
 
 
-def test_the_check_names_an_import_running_back_up_and_a_cycle(tmp_path: Path) -> None:
+def test_the_check_names_an_import_running_back_up_a_cycle_and_a_long_function(tmp_path: Path) -> None:
     upward = write_package(
         tmp_path / "up",
         {"store.records": "from pkg.views.report import draw\n", "views.report": "def draw(): ...\n"},
@@ -51,6 +52,14 @@ def test_the_check_names_an_import_running_back_up_and_a_cycle(tmp_path: Path) -
     done = check("--root", str(cyclic))
     assert done.returncode == 1
     assert "cycle: pkg.space.dataflow -> pkg.space.genome" in done.stdout
+
+    long = write_package(
+        tmp_path / "long",
+        {"run.loop": "def loop():\n" + "    x = 1\n" * 80 + "    return x\n", "run.small": "def small(): ...\n"},
+    )
+    done = check("--root", str(long))
+    assert done.returncode == 1
+    assert "1 functions over 80 lines\n  pkg.run.loop.loop 82" in done.stdout
 
     fine = write_package(
         tmp_path / "fine", {"views.report": "from pkg.store.records import read\n", "store.records": ""}
