@@ -132,12 +132,12 @@ def ensure_world(
     `MERGEKIT_EVO_WORLD_PINNED=0`."""
     spec = spec or WorldSpec(seed=default_world_seed(), pinned=default_world_pinned())
     directory = Path(directory) if directory else default_cache_dir() / spec.fingerprint()
-    if not force and _matches(directory, spec):
+    if not force and _matches(load_manifest(directory), spec):
         return directory
     _check_writable(directory)
     with _building(directory, log):  # a second process asking for the same world waits for the first one's build
-        manifest = load_manifest(directory)
-        if not force and _matches(directory, spec):
+        manifest = load_manifest(directory)  # read again: the process it waited for may have built it
+        if not force and _matches(manifest, spec):
             return directory
         if directory.exists() and not force and manifest is None and any(directory.iterdir()):
             raise UserError(f"{directory} exists and is not a tiny world; choose an empty or new DIR (or pass --force)")
@@ -145,8 +145,7 @@ def ensure_world(
     return directory
 
 
-def _matches(directory: Path, spec: WorldSpec) -> bool:
-    manifest = load_manifest(directory)
+def _matches(manifest: dict | None, spec: WorldSpec) -> bool:
     return manifest is not None and manifest.get("fingerprint") == spec.fingerprint()
 
 

@@ -88,14 +88,7 @@ def _sampled_tasks(world, folder):
             names[(skill, split)] = (task["task"], sampled)
     return {
         (skill, split): (
-            LmEvalTask(
-                config=TaskConfig(
-                    name=skill,
-                    backend="lm-eval",
-                    batch_size=64,
-                    options={"task": task, "include_path": [str(folder)]},
-                )
-            ),
+            _lm_eval_task(world, skill, split, task=task, include_path=[str(folder)]),
             NativeTask(config=TaskConfig(name=skill, items=sampled)),
         )
         for (skill, split), (task, sampled) in names.items()
