@@ -27,7 +27,6 @@ from mergekit_evo.run.asking import asked, new_optimizer, replayed_optimizer
 from mergekit_evo.run.context import RunContext
 from mergekit_evo.run.evidence import Evidence
 from mergekit_evo.run.executors import Executor, Worker, WorkerSpec
-from mergekit_evo.run.finale import Selection
 from mergekit_evo.run.fitness import Fitness
 from mergekit_evo.run.scheduler import Indices, Progress, Scheduler
 from mergekit_evo.space.dataflow import DataFlowSpace, materialize_sources
@@ -235,7 +234,3 @@ class Evolution:
     def replayed_optimizer(self, records: list[CandidateRecord], generations: int) -> Any:
         """A new optimizer told the recorded generations before `generations`, as a resume rebuilds it."""
         return replayed_optimizer(self.ctx, self.fitness, records, generations)
-
-    def final_selection(self) -> Selection:
-        """How this run chooses its final merge (`finale.Selection`)."""
-        return self.evidence.final_selection()
