@@ -7,6 +7,7 @@ held-out items, and the chosen merge's paired comparisons on held-out math_b (95
 
     python benchmarks/cross_skill.py                    # seeds 0-4, runs under runs/cross-skill/seed-N
     python benchmarks/cross_skill.py --seeds 0 --evaluations 100
+    python benchmarks/cross_skill.py --validation-only --language-lr 0.001 --runs runs/cross-skill-lr1e-3
 
 Each run directory is resumable: a killed benchmark continues where it stopped, and a finished one only prints its
 tables again (so `--validation-only` first, to choose settings, then without it once, for the held-out verdict).
@@ -31,8 +32,9 @@ from mergekit_evo.store.runs import RunStore
 TARGET = {"over parents": 0.25, "over plain merges": 0.10, "p": 0.01, "search drop": 0.05}
 
 
-def run_seed(seed: int, evaluations: int, runs: Path) -> RunResult:
-    world = ensure_world(spec=WorldSpec(seed=seed), log=lambda line: print(f"  {line}", flush=True))
+def run_seed(seed: int, evaluations: int, runs: Path, language_lr: float | None = None) -> RunResult:
+    spec = WorldSpec(seed=seed) if language_lr is None else WorldSpec(seed=seed, language_lr=language_lr)
+    world = ensure_world(spec=spec, log=lambda line: print(f"  {line}", flush=True))
     run_dir = runs / f"seed-{seed}"
     if RunStore(run_dir).parts():
         evolution = Evolution.resume(run_dir, log=lambda _: None)
@@ -99,6 +101,12 @@ def main() -> None:
     parser.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS)
     parser.add_argument("--runs", type=Path, default=Path("runs/cross-skill"))
     parser.add_argument(
+        "--language-lr",
+        type=float,
+        help="the language specialist's learning rate, for world designs other than the default (world v4: 2e-3; "
+        "5e-4 was world v3's); use another --runs folder for each",
+    )
+    parser.add_argument(
         "--validation-only",
         action="store_true",
         help="print search and validation scores only: for choosing a design or search settings without held-out",
@@ -109,7 +117,7 @@ def main() -> None:
     for seed in args.seeds:
         started = time.time()
         print(f"seed {seed}: world and search ...", flush=True)
-        result = run_seed(seed, args.evaluations, args.runs)
+        result = run_seed(seed, args.evaluations, args.runs, args.language_lr)
         table = seed_table(seed, result)
         if args.validation_only:  # the held-out column dropped, unread
             table = [line.rsplit(" |", 2)[0] + " |" if line.startswith("|") else line for line in table]

@@ -18,6 +18,7 @@ from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.rank.ranking import best_by_generation, leader, leaders, references
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
+from mergekit_evo.testing import faked
 from mergekit_evo.views.figures import best_so_far
 from mergekit_evo.views.run_view import load_view
 
@@ -53,10 +54,11 @@ def test_parents_and_plain_merges_are_labelled_one_way_and_failed_merges_left_ou
 
 
 class FlattersTheWeak(Estimator):
-    """3 random items per candidate and a designed bias: candidate 1 (near plain task arithmetic) a little, then every
-    later near-base candidate (even index) past everyone before it. So each of those contends, is audited, and is
-    refused on any world (a near-base merge is below a near-task-arithmetic one on the specialists' skills): the raw
-    maximum of the estimates is never the leader."""
+    """3 random items per candidate and a designed bias: the first candidate (the base) below anything, candidate 1
+    (near the fake backend's best recipe) a little above, every later near-base candidate (even index) past everyone
+    before it, and the other near-best ones below anything. So candidate 1 contends and is accepted, and each later
+    near-base one contends, is audited, and is refused (the fake backend designs its quality far below candidate 1's):
+    the raw maximum of the estimates is never the leader, whatever world the items come from."""
 
     def prepare(self, source):
         self.calls = {task: 0 for task in source.item_ids}
@@ -67,7 +69,12 @@ class FlattersTheWeak(Estimator):
     def estimate(self, task, indices, scores):
         self.calls[task] += 1
         index = self.calls[task] - INPUTS - 1  # the candidate's index; negative for the inputs, scored first
-        bias = 1.0 if index == 1 else 10.0 * index if index >= 2 and index % 2 == 0 else 0.0
+        if index == 1:
+            bias = 1.0
+        elif index >= 2 and index % 2 == 0:
+            bias = 10.0 * index
+        else:  # the base (index 0) and the later near-best candidates: never contenders
+            bias = -10.0
         return float(np.mean(scores)) + bias
 
 
@@ -106,12 +113,15 @@ class DesignedPlugin:
 
 
 @pytest.fixture
-def refused_run(micro_world, tmp_path):
+def refused_run(micro_world, fake_plugins, tmp_path):
     plugin = DesignedPlugin()
     get_plugin_manager().register(plugin, name="designed-ranking-test")
     Watching.seen = []
     try:
-        data = two_skill_config(micro_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test")
+        # the fake backend: a recipe's quality is designed (near 0.7 per weight is best), not the world's
+        data = faked(
+            two_skill_config(micro_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test")
+        )
         data["estimator"] = {"name": "flatters-the-weak-test", "audit": {"fraction": 0.0}}
         data["observers"] = ["watching-test"]
         result = Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None).run(

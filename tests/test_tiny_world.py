@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world, numerics, task_file
-from mergekit_evo.demo.tiny_world.build import evaluate_model, objective
+from mergekit_evo.demo.tiny_world.build import evaluate_model
 from mergekit_evo.demo.tiny_world.language import OPERATIONS, SKILLS, translate
 from mergekit_evo.demo.tiny_world.numerics import PINNED, reference_weights, weights_hash
 from mergekit_evo.merge.base import load_model, merge_to_disk, parse_merge_config
@@ -142,13 +142,6 @@ def test_specialists_beat_the_base_on_their_own_skill_only(manifest):
         assert acc[specialist][other]["mc"] <= acc["base"][other]["mc"] + 0.15
 
 
-def test_a_plain_mergekit_merge_beats_every_single_model(manifest):
-    acc, skills = manifest["accuracy"], manifest["objective"]
-    best_single = max(objective(acc[m], skills) for m in ("base", *manifest["specialists"]))
-    best_merge = max(objective(v, skills) for k, v in acc.items() if k.startswith("merge:"))
-    assert best_merge >= best_single + 0.1
-
-
 def test_no_input_model_can_do_arithmetic_asked_in_b(manifest):
     # the numbers alone leave three choices (the three operations' results), so reading them gives about 1/3
     acc = manifest["accuracy"]
@@ -189,11 +182,13 @@ def test_the_language_specialist_knows_b_operator_words_and_the_others_do_not(ti
     assert scores["lang_b"] >= max(scores["base"], scores["math_a"]) + 0.3, scores
 
 
-def test_a_plain_merge_already_reaches_the_cross_skill_a_little(manifest):
-    # the language specialist's B words reach the math specialist's arithmetic: the skill is reachable by merging
+def test_plain_merges_keep_the_language_skill_and_lose_most_of_the_math_one(manifest):
+    # world v4: the language specialist's task vector is the larger (four times the learning rate), so a plain merge,
+    # one weight per model, keeps B but loses most of the math specialist's own skill; per-layer weights can do better
     acc = manifest["accuracy"]
-    best_parent = max(acc[m]["math_b"]["mc"] for m in ("base", *manifest["specialists"]))
-    assert acc["merge:task_arithmetic_1.0"]["math_b"]["mc"] >= best_parent + 0.1
+    for merge in ("merge:task_arithmetic_1.0", "merge:linear_0.5"):
+        assert acc[merge]["facts_b"]["mc"] >= acc["lang_b"]["facts_b"]["mc"] - 0.1, merge
+        assert acc[merge]["math_a"]["mc"] <= acc["math_a"]["math_a"]["mc"] - 0.25, merge
 
 
 def test_manifest_accuracies_come_from_running_the_models(tiny_world, manifest):

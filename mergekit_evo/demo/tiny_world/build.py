@@ -268,9 +268,10 @@ def build_into(staging: Path, final: Path, spec: WorldSpec, log: Callable[[str],
     run_training("base", base, spec.base_steps, spec.base_lr, spec.seed)
     base_state = {k: v.clone() for k, v in base.state_dict().items()}
     steps = {"math_a": spec.specialist_steps, "lang_b": spec.language_steps}
+    rates = {"math_a": spec.specialist_lr, "lang_b": spec.language_lr}
     for offset, name in enumerate(SPECIALISTS, start=1):
         base.load_state_dict(base_state)
-        run_training(name, base, steps[name], spec.specialist_lr, spec.seed + offset)
+        run_training(name, base, steps[name], rates[name], spec.seed + offset)
 
     accuracy, merges = _measure(staging, final)
     n_params = sum(p.numel() for p in base.parameters())

@@ -10,6 +10,8 @@ choices are the results of all three plus a near miss, so a model that reads the
 word stays near 1/3. The math specialist learns arithmetic asked in A. The language specialist learns all of B,
 operator words included, but never sees arithmetic: B counting, B facts, B sentences about the operator words,
 A-B word pairs and A sentences with words switched to B. Arithmetic asked in B (`math_b`) is in no model's data.
+World v4 trains the language specialist at four times the math specialist's learning rate (`WorldSpec.language_lr`),
+so adding both task vectors in full interferes and per-layer weights matter.
 """
 
 from __future__ import annotations

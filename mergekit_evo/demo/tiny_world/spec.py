@@ -13,7 +13,7 @@ import mergekit_evo.demo.tiny_world.language as language
 from mergekit_evo.plugin.errors import UserError
 
 # Bump when the world's construction changes, so stale caches are rebuilt.
-WORLD_FORMAT = 3
+WORLD_FORMAT = 4
 
 
 class WorldSpec(BaseModel):
@@ -28,7 +28,13 @@ class WorldSpec(BaseModel):
     specialist_steps: int = Field(500, ge=1, description="training steps of the math specialist")
     language_steps: int = Field(500, ge=1, description="training steps of the language specialist")
     base_lr: float = Field(1e-3, gt=0)
-    specialist_lr: float = Field(5e-4, gt=0)
+    specialist_lr: float = Field(5e-4, gt=0, description="learning rate of the math specialist")
+    language_lr: float = Field(
+        2e-3,
+        gt=0,
+        description="learning rate of the language specialist: four times the math one, so its task vector is the "
+        "larger and adding both in full interferes (world v4)",
+    )
     batch_size: int = Field(64, ge=1)
     items_per_skill: int = Field(
         256, ge=4, le=400, description="facts items per skill, split evenly into search and test"
