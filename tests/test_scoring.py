@@ -153,7 +153,8 @@ def test_a_task_encodes_its_items_once_for_every_candidate_s_tokenizer(tiny_worl
 
 
 def test_generation_gives_the_reference_exact_matches(tiny_world):
-    loaded = load_model(tiny_world / "merges" / "task_arithmetic_1.0")
+    # the math specialist: partly right in generation (0.6-0.7) on every world, so the equality means something
+    loaded = load_model(tiny_world / "models" / "math_a")
     items = read_items(tiny_world / "tasks" / "math_a.search.jsonl", "gen")
     ours = score_encoded(loaded.model, loaded.tokenizer, encode_items(loaded.tokenizer, items, "gen"))
     reference = reference_scoring.score_items(loaded.model, loaded.tokenizer, items, "gen")

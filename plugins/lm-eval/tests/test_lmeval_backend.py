@@ -170,7 +170,8 @@ def test_prompts_ending_in_a_space_ties_long_choices_and_empty_prompts_score_as_
 
 
 def test_generation_tasks_match_the_native_exact_match_too(tiny_world):
-    loaded = load_model(tiny_world / "merges" / "task_arithmetic_1.0")
+    # the math specialist: partly right in generation (0.6-0.7) on every world, so the equality means something
+    loaded = load_model(tiny_world / "models" / "math_a")
     include = [str(tiny_world / "tasks" / "lm_eval")]
     through_lm_eval = LmEvalTask(
         config=TaskConfig(
