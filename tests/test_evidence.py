@@ -21,6 +21,7 @@ from mergekit_evo.rank.significance import compare, mcnemar_exact, paired_bootst
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.run.optimizers import Optimizer
 from mergekit_evo.store.runs import RunStore
+from mergekit_evo.testing import faked
 
 # ------------------------------------------------------------------------------------------ the statistics
 
@@ -117,18 +118,29 @@ def test_user_baselines_replace_the_defaults_and_a_broken_one_is_refused_before_
     assert not (tmp_path / "other").exists()
 
 
-def test_when_the_search_winner_loses_on_validation_the_validation_winner_becomes_best_yaml(tiny_world, tmp_path):
-    # searched on math_a; validated on facts_b items: the two skills pull the weights apart
-    data = two_skill_config(tiny_world, max_evaluations=8, population=8)
-    data["tasks"] = [
-        {
-            "name": "skill",
-            "items": str(task_file(tiny_world, "math_a", "search")),
-            "validation_items": str(task_file(tiny_world, "facts_b", "search")),
-        }
-    ]
-    data["selection"] = {"top_k": 8}
-    result = Evolution.start(parse_config(data, tiny_world), tmp_path / "run", log=lambda _: None).run(progress=False)
+def test_when_the_search_winner_loses_on_validation_the_validation_winner_becomes_best_yaml(
+    micro_world, fake_plugins, tmp_path
+):
+    # the designed case, on any world: the estimate flatters the base (candidate 0) past everyone on search, and the
+    # fake backend scores the validation items by its designed quality, far higher near task arithmetic
+    plugin = DesignedPlugin()
+    get_plugin_manager().register(plugin, name="designed-validation-test")
+    try:
+        data = two_skill_config(micro_world, max_evaluations=8, population=8, optimizer="alternating-test")
+        data["tasks"] = [
+            {
+                "name": "skill",
+                "items": str(task_file(micro_world, "math_a", "search")),
+                "validation_items": str(task_file(micro_world, "facts_b", "search")),
+            }
+        ]
+        data = faked(data)
+        data["estimator"] = {"name": "flatters-the-first-test"}
+        data["selection"] = {"top_k": 8}
+        config = parse_config(data, micro_world)
+        result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
+    finally:
+        get_plugin_manager().unregister(plugin)
     search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
     validation = json.loads((tmp_path / "run" / RunStore.VALIDATION).read_text())
     assert len(validation) == len({r.merge_yaml for r in result.records})
