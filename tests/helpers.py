@@ -74,6 +74,18 @@ def write_config(world: Path, folder: Path, max_evaluations: int = 12, populatio
 
 
 @contextlib.contextmanager
+def registered(plugin: object, name: str):
+    """`plugin` registered with mergekit-evo's plugin manager for the duration, unregistered however the body ends."""
+    from mergekit_evo.plugin.manager import get_plugin_manager
+
+    get_plugin_manager().register(plugin, name=name)
+    try:
+        yield plugin
+    finally:
+        get_plugin_manager().unregister(plugin)
+
+
+@contextlib.contextmanager
 def read_only(folder: Path):
     """Make `folder` unwritable for the duration, as a read-only share or another user's folder would be.
 

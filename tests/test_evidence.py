@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import cli, item_count
+from helpers import cli, item_count, registered
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.demo.tiny_world import task_file
 from mergekit_evo.estimate.estimators import Estimator
 from mergekit_evo.plugin.errors import UserError
 from mergekit_evo.plugin.hookspecs import hookimpl
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.rank.significance import compare, mcnemar_exact, paired_bootstrap
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.run.optimizers import Optimizer
@@ -123,24 +122,18 @@ def test_when_the_search_winner_loses_on_validation_the_validation_winner_become
 ):
     # the designed case, on any world: the estimate flatters the base (candidate 0) past everyone on search, and the
     # fake backend scores the validation items by its designed quality, far higher near task arithmetic
-    plugin = DesignedPlugin()
-    get_plugin_manager().register(plugin, name="designed-validation-test")
-    try:
-        data = two_skill_config(micro_world, max_evaluations=8, population=8, optimizer="alternating-test")
-        data["tasks"] = [
-            {
-                "name": "skill",
-                "items": str(task_file(micro_world, "math_a", "search")),
-                "validation_items": str(task_file(micro_world, "facts_b", "search")),
-            }
-        ]
-        data = faked(data)
-        data["estimator"] = {"name": "flatters-the-first-test"}
-        data["selection"] = {"top_k": 8}
-        config = parse_config(data, micro_world)
-        result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
-    finally:
-        get_plugin_manager().unregister(plugin)
+    data = two_skill_config(micro_world, max_evaluations=8, population=8, optimizer="alternating-test")
+    data["tasks"] = [
+        {
+            "name": "skill",
+            "items": str(task_file(micro_world, "math_a", "search")),
+            "validation_items": str(task_file(micro_world, "facts_b", "search")),
+        }
+    ]
+    data = faked(data)
+    data["estimator"] = {"name": "flatters-the-first-test"}
+    data["selection"] = {"top_k": 8}
+    result = _designed_run(data, micro_world, tmp_path / "run")
     search_best = max(result.records, key=lambda r: (r.fitness, -r.index))
     validation = json.loads((tmp_path / "run" / RunStore.VALIDATION).read_text())
     assert len(validation) == len({r.merge_yaml for r in result.records})
@@ -257,18 +250,18 @@ class DesignedPlugin:
         register("flatters-the-first-test", FlattersTheFirst)
 
 
+def _designed_run(data: dict, world, run_dir):
+    """A whole run of `data` with the designed optimizer and estimator registered for it."""
+    with registered(DesignedPlugin(), "designed-evidence-test"):
+        return Evolution.start(parse_config(data, world), run_dir, log=lambda _: None).run(progress=False)
+
+
 def test_a_cheap_estimate_s_top_k_are_scored_on_all_search_items_and_the_full_winner_becomes_best_yaml(
     tiny_world, tmp_path
 ):
-    plugin = DesignedPlugin()
-    get_plugin_manager().register(plugin, name="designed-evidence-test")
-    try:
-        data = two_skill_config(tiny_world, max_evaluations=16, population=8, optimizer="alternating-test")
-        data["estimator"] = {"name": "flatters-the-first-test"}
-        config = parse_config(data, tiny_world)
-        result = Evolution.start(config, tmp_path / "run", log=lambda _: None).run(progress=False)
-    finally:
-        get_plugin_manager().unregister(plugin)
+    data = two_skill_config(tiny_world, max_evaluations=16, population=8, optimizer="alternating-test")
+    data["estimator"] = {"name": "flatters-the-first-test"}
+    result = _designed_run(data, tiny_world, tmp_path / "run")
     full = json.loads((tmp_path / "run" / RunStore.FULL_SEARCH).read_text())
     assert len(full) == len(result.finalists) == 5
     n = item_count(tiny_world, "math_a", "search")

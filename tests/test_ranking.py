@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from test_evidence import INPUTS, Alternating
 
-from helpers import cli_here, designed_record
+from helpers import cli_here, designed_record, registered
 from mergekit_evo import Estimator, Observer, hookimpl
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.rank.ranking import best_by_generation, leader, leaders, references
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
@@ -114,21 +113,15 @@ class DesignedPlugin:
 
 @pytest.fixture
 def refused_run(micro_world, fake_plugins, tmp_path):
-    plugin = DesignedPlugin()
-    get_plugin_manager().register(plugin, name="designed-ranking-test")
     Watching.seen = []
-    try:
-        # the fake backend: a recipe's quality is designed (near 0.7 per weight is best), not the world's
-        data = faked(
-            two_skill_config(micro_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test")
-        )
-        data["estimator"] = {"name": "flatters-the-weak-test", "audit": {"fraction": 0.0}}
-        data["observers"] = ["watching-test"]
+    # the fake backend: a recipe's quality is designed (near 0.7 per weight is best), not the world's
+    data = faked(two_skill_config(micro_world, max_evaluations=16, population=8, optimizer="alternating-ranking-test"))
+    data["estimator"] = {"name": "flatters-the-weak-test", "audit": {"fraction": 0.0}}
+    data["observers"] = ["watching-test"]
+    with registered(DesignedPlugin(), "designed-ranking-test"):
         result = Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None).run(
             progress=False
         )
-    finally:
-        get_plugin_manager().unregister(plugin)
     return result
 
 

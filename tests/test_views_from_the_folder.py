@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import cli_here
+from helpers import cli_here, registered
 from mergekit_evo import Estimator, hookimpl
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
 
@@ -61,12 +60,8 @@ def moved_run(micro_world, tmp_path_factory):
     data = two_skill_config(micro_world, max_evaluations=8, population=4)
     data.update(models=[str(models / "math_a"), str(models / "lang_b")], base_model=str(models / "base"))
     data["estimator"] = {"name": "learns-test", "audit": {"fraction": 0.5}}
-    plugin = LearnsPlugin()
-    get_plugin_manager().register(plugin, name="learns-test-plugin")
-    try:
+    with registered(LearnsPlugin(), "learns-test-plugin"):
         Evolution.start(parse_config(data, micro_world), folder / "run", log=lambda _: None).run(progress=False)
-    finally:
-        get_plugin_manager().unregister(plugin)
     shutil.rmtree(models)  # the models are gone, and so is the estimator's plugin
     return shutil.copytree(folder / "run", folder / "copy")
 
