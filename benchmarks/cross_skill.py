@@ -1,7 +1,7 @@
 """The cross-skill experiment (issue 15) over several tiny-world seeds, through the product end to end.
 
 For each seed: build (or reuse) the world, run the demo's search (`mergekit_evo.demo.configs.cross_skill_config`: per-layer
-task-arithmetic weights in [0, 2] for math_b, CMA-ES, 296 evaluations, a fifth of the search items for
+task-arithmetic weights in [0, 2] for math_b, CMA-ES, 600 evaluations, a fifth of the search items for
 validation), then print the parents, the plain-merge baselines and the chosen merge on search, validation and
 held-out items, and the chosen merge's paired comparisons on held-out math_b (95% bootstrap interval, exact McNemar p).
 
@@ -11,7 +11,7 @@ held-out items, and the chosen merge's paired comparisons on held-out math_b (95
 
 Each run directory is resumable: a killed benchmark continues where it stopped, and a finished one only prints its
 tables again (so `--validation-only` first, to choose settings, then without it once, for the held-out verdict).
-About 2 minutes a seed on 2 cores, plus about 6 minutes for each world not yet built. docs/tiny-world.md holds its
+About 3.5 minutes a seed on 2 cores, plus about 6 minutes for each world not yet built. docs/tiny-world.md holds its
 table.
 """
 

@@ -17,10 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-from dfs import against, heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
+from dfs import BUDGET, against, heldout, run  # the same resumable run and held-out scores as the data-flow benchmark
 
 from mergekit_evo.cli.common import quiet_libraries
-from mergekit_evo.demo.configs import DEMO_EVALUATIONS, cross_skill_config
+from mergekit_evo.demo.configs import cross_skill_config
 from mergekit_evo.demo.tiny_world import WorldSpec, ensure_world
 from mergekit_evo.store.result import RunResult
 
@@ -29,7 +29,7 @@ OPTIMIZERS = ("cma", "m2n2", "random")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--evaluations", type=int, default=DEMO_EVALUATIONS)
+    parser.add_argument("--evaluations", type=int, default=BUDGET)
     parser.add_argument("--seed", type=int, default=0, help="the tiny world's seed")
     parser.add_argument("--runs", type=Path, default=Path("runs/m2n2"))
     args = parser.parse_args()

@@ -79,7 +79,11 @@ def resume(run_dir: Path, no_progress: bool, accept_inputs: bool) -> None:
 @click.option(
     "--run-dir", type=click.Path(path_type=Path), help="Default: runs/demo, or runs/demo-pareto with --multi-objective."
 )
-@click.option("--max-evaluations", type=int, help="Default: 296, 37 generations of 8 (checked after each generation).")
+@click.option(
+    "--max-evaluations",
+    type=int,
+    help="Default: 600, 75 generations of 8 (checked after each generation); 296 with --multi-objective.",
+)
 @click.option(
     "--optimizer",
     help="Any installed optimizer (see `mergekit-evo plugins`). Default: cma if installed, else random; nsga2 with --multi-objective.",
@@ -107,7 +111,7 @@ def demo(
     import shutil
 
     from mergekit_evo.config import parse_config
-    from mergekit_evo.demo.configs import DEMO_EVALUATIONS, cross_skill_config
+    from mergekit_evo.demo.configs import DEMO_EVALUATIONS, PARETO_DEMO_EVALUATIONS, cross_skill_config
     from mergekit_evo.demo.tiny_world import ensure_world
     from mergekit_evo.demo.tiny_world.build import format_table, world_manifest
     from mergekit_evo.plugin.manager import registry
@@ -133,7 +137,8 @@ def demo(
             )
             return evolution
         objectives = "separate" if multi_objective else "weighted"
-        budget = DEMO_EVALUATIONS if max_evaluations is None else max_evaluations
+        default = PARETO_DEMO_EVALUATIONS if multi_objective else DEMO_EVALUATIONS
+        budget = default if max_evaluations is None else max_evaluations
         cfg = parse_config(cross_skill_config(world, budget, optimizer, objectives=objectives), world)
         return Evolution.start(cfg, run_dir, log=click.echo)
 
