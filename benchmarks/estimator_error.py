@@ -11,7 +11,7 @@ accuracy on all search items of merges it never saw, in several sets:
     dare_ties            dare_ties, weight in [0, 1] and density in [0.1, 1.0] per model and layer half
   cross-skill run (math_b, the demo's search: a task-arithmetic weight per model and layer in [0, 2]):
     like calibration     random merges of the run's own genome
-    CMA-ES visited       every candidate of CMA-ES runs driven by the full score (the demo's budget)
+    CMA-ES visited       every candidate of CMA-ES runs driven by the full score (296 each: the demo's budget before v4)
     CMA-ES last gens     their last 4 generations: where a search ends up
     CMA-ES top 10        the 10 distinct visited candidates each estimator rates highest
 
