@@ -249,7 +249,7 @@ class RayExecutor(Executor):
         if tries <= self.options.max_retries:
             self._log(
                 f"executor: {slot.name} died while scoring candidate {job.index} ({cause}); "
-                f"running it again ({tries} of {self.options.max_retries}) on a fresh worker"
+                f"running it again ({tries} of {self.options.max_retries}) on the next free worker (a fresh one replaces it)"
             )
             self._queue.appendleft((job, None))
             return None

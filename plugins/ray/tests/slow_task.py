@@ -21,10 +21,11 @@ class SlowNativeTask(NativeTask):
     def score(self, model, indices):
         if self.marks is None or os.getpid() == self.driver:
             return super().score(model, indices)
-        mark = self.marks / f"busy-{os.getpid()}"
-        mark.write_text("")
+        # the call is logged before the busy mark appears, so a worker killed on sight of its mark has logged it
         with (self.marks / "calls").open("a") as f:
             f.write(f"{os.getpid()}\n")
+        mark = self.marks / f"busy-{os.getpid()}"
+        mark.write_text("")
         try:
             time.sleep(self.seconds)
             return super().score(model, indices)
