@@ -11,8 +11,8 @@ from mergekit_evo.model_files import num_layers
 # still climbing at 296 evaluations; 600 cleared the margins over the parents and plain merges on every seed's
 # validation items where 296 did not (docs/tiny-world.md, "Choosing the demo's budget"), and stays under 5 minutes.
 DEMO_EVALUATIONS = 600
-# The multi-objective demo keeps 37 generations of 8: NSGA-II scores two skills per candidate, and 296 keeps it
-# under 5 minutes too.
+# The multi-objective demo keeps 37 generations of 8: NSGA-II scores two skills per candidate (2 min 20 s on world
+# v4 at 296; docs/performance.md).
 PARETO_DEMO_EVALUATIONS = 296
 
 
