@@ -8,6 +8,7 @@ held-out items, and the chosen merge's paired comparisons on held-out math_b (95
     python benchmarks/cross_skill.py                    # seeds 0-4, runs under runs/cross-skill/seed-N
     python benchmarks/cross_skill.py --seeds 0 --evaluations 100
     python benchmarks/cross_skill.py --validation-only --language-lr 0.001 --runs runs/cross-skill-lr1e-3
+    python benchmarks/cross_skill.py --validation-only --layer-groups 4 --runs runs/cross-skill-4-groups
 
 Each run directory is resumable: a killed benchmark continues where it stopped, and a finished one only prints its
 tables again (so `--validation-only` first, to choose settings, then without it once, for the held-out verdict).
@@ -32,14 +33,19 @@ from mergekit_evo.store.runs import RunStore
 TARGET = {"over parents": 0.25, "over plain merges": 0.10, "p": 0.01, "search drop": 0.05}
 
 
-def run_seed(seed: int, evaluations: int, runs: Path, language_lr: float | None = None) -> RunResult:
+def run_seed(
+    seed: int, evaluations: int, runs: Path, language_lr: float | None = None, layer_groups: int | None = None
+) -> RunResult:
     spec = WorldSpec(seed=seed) if language_lr is None else WorldSpec(seed=seed, language_lr=language_lr)
     world = ensure_world(spec=spec, log=lambda line: print(f"  {line}", flush=True))
     run_dir = runs / f"seed-{seed}"
     if RunStore(run_dir).parts():
         evolution = Evolution.resume(run_dir, log=lambda _: None)
     else:
-        config = parse_config(cross_skill_config(world, evaluations), world)
+        data = cross_skill_config(world, evaluations)
+        if layer_groups is not None:  # fewer genes: one weight per model and group of adjacent layers
+            data["genome"]["layer_groups"] = layer_groups
+        config = parse_config(data, world)
         evolution = Evolution.start(config, run_dir, log=lambda _: None)
     return evolution.run(progress=False)
 
@@ -107,6 +113,11 @@ def main() -> None:
         "5e-4 was world v3's); use another --runs folder for each",
     )
     parser.add_argument(
+        "--layer-groups",
+        type=int,
+        help="weights per model (default: one per layer, 8); fewer genes fit the search items less; use another --runs",
+    )
+    parser.add_argument(
         "--validation-only",
         action="store_true",
         help="print search and validation scores only: for choosing a design or search settings without held-out",
@@ -117,7 +128,7 @@ def main() -> None:
     for seed in args.seeds:
         started = time.time()
         print(f"seed {seed}: world and search ...", flush=True)
-        result = run_seed(seed, args.evaluations, args.runs, args.language_lr)
+        result = run_seed(seed, args.evaluations, args.runs, args.language_lr, args.layer_groups)
         table = seed_table(seed, result)
         if args.validation_only:  # the held-out column dropped, unread
             table = [line.rsplit(" |", 2)[0] + " |" if line.startswith("|") else line for line in table]
