@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument(
         "--layer-groups",
         type=int,
-        help="weights per model (default: one per layer, 8); fewer genes fit the search items less; use another --runs",
+        help="weights per model (default: one per layer, 8): adjacent layers share one; use another --runs folder",
     )
     parser.add_argument(
         "--validation-only",
