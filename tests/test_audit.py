@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from helpers import item_count
+from helpers import item_count, registered
 from mergekit_evo import Estimator, hookimpl
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.estimate.audit import NEW_BEST, SAMPLE, sampled
 from mergekit_evo.plugin.errors import UserError
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
 from mergekit_evo.testing import interrupted_copy
@@ -91,11 +90,8 @@ class DriftingPlugin:
 
 @pytest.fixture(scope="module")
 def drifting():
-    pm = get_plugin_manager()
-    plugin = DriftingPlugin()
-    pm.register(plugin, name="drifting-test-plugin")
-    yield
-    pm.unregister(plugin)
+    with registered(DriftingPlugin(), "drifting-test-plugin"):
+        yield
 
 
 def _run(world, folder, estimator, evaluations=24):

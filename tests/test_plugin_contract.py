@@ -9,12 +9,11 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from helpers import cli_here
+from helpers import cli_here, registered
 from mergekit_evo import Estimator, Optimizer, UserError, hookimpl, parse_plugin_options
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.plugin.errors import RunFailure
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
 
@@ -78,10 +77,8 @@ class BrokenPlugin:
 
 @pytest.fixture
 def broken():
-    plugin = BrokenPlugin()
-    get_plugin_manager().register(plugin, name="broken-contract-test")
-    yield
-    get_plugin_manager().unregister(plugin)
+    with registered(BrokenPlugin(), "broken-contract-test"):
+        yield
 
 
 def _config(world, optimizer=None, estimator=None):

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import BIN, cli, item_count, tensors, write_config
+from helpers import BIN, cli, item_count, registered, tensors, write_config
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.merge.base import (
@@ -22,7 +22,6 @@ from mergekit_evo.merge.base import (
     write_candidate_model,
 )
 from mergekit_evo.plugin.hookspecs import hookimpl
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.scoring.tasks import NativeTask
 from mergekit_evo.space.genome import GenomeSpace
@@ -106,19 +105,14 @@ class FlakyPlugin:
 
 
 def test_a_failing_candidate_is_recorded_as_failed_and_the_run_goes_on(micro_world, tmp_path):
-    pm = get_plugin_manager()
-    plugin = FlakyPlugin()
-    pm.register(plugin, name="flaky-test-plugin")
-    try:
-        data = two_skill_config(micro_world, 6, population=3)
-        data["tasks"] = data["tasks"][:1]
-        data["tasks"][0]["backend"] = "flaky"
-        FlakyTask.merged_calls = 0
+    data = two_skill_config(micro_world, 6, population=3)
+    data["tasks"] = data["tasks"][:1]
+    data["tasks"][0]["backend"] = "flaky"
+    FlakyTask.merged_calls = 0
+    with registered(FlakyPlugin(), "flaky-test-plugin"):
         result = Evolution.start(parse_config(data, micro_world), tmp_path / "run", log=lambda _: None).run(
             progress=False
         )
-    finally:
-        pm.unregister(plugin)
     records = RunStore(tmp_path / "run").records()
     assert len(records) == 6
     failed = [r for r in records if r.status == "failed"]

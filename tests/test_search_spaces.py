@@ -13,7 +13,7 @@ import yaml
 from mergekit.config import MergeConfiguration
 from safetensors.torch import save_file
 
-from helpers import BIN, tensors
+from helpers import BIN, registered, tensors
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.merge.base import merge_to_disk
@@ -21,7 +21,6 @@ from mergekit_evo.merge.resident import ResidentMerger
 from mergekit_evo.mergekit_api import method as mergekit_method
 from mergekit_evo.plugin.errors import UserError
 from mergekit_evo.plugin.hookspecs import hookimpl
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.run.optimizers import Optimizer, RandomSearch, tell
 from mergekit_evo.space.dataflow import materialize_sources
@@ -295,15 +294,10 @@ def test_a_ps_dfs_run_merges_its_source_and_tells_the_items_of_every_candidate(t
         selection={"top_k": 1},
         run_dir=str(tmp_path / "run"),
     )
-    pm = get_plugin_manager()
-    plugin = RecorderPlugin()
-    pm.register(plugin, name="items-recorder-plugin")
     ItemsRecorder.told = []
     logged: list[str] = []
-    try:
+    with registered(RecorderPlugin(), "items-recorder-plugin"):
         result = Evolution.start(cfg, tmp_path / "run", log=logged.append).run(progress=False)
-    finally:
-        pm.unregister(plugin)
     source = tmp_path / "run" / "sources" / "ps"
     assert "data-flow genome: 24 positions (1 x [ps (8 layers), math_a (8 layers), lang_b (8 layers)])" in logged[0]
     assert f"merging the data-flow source ps into {source}" in logged

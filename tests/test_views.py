@@ -20,12 +20,12 @@ import numpy as np
 import plotly.offline
 import pytest
 
+from helpers import registered
 from mergekit_evo import Observer, hookimpl
 from mergekit_evo.cli import main
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.plugin.errors import UserError
-from mergekit_evo.plugin.manager import get_plugin_manager
 from mergekit_evo.run.evolution import Evolution
 from mergekit_evo.store.runs import RunStore
 from mergekit_evo.views.dashboard import Dashboard, make_server
@@ -64,15 +64,10 @@ def run(micro_world, tmp_path_factory):
     data["estimator"] = {"name": "subsample", "options": {"k": 12}, "audit": {"fraction": 0.5}}
     data["selection"] = {"top_k": 2}
     data["observers"] = ["raising-test"]
-    pm = get_plugin_manager()
-    plugin = RaisingPlugin()
-    pm.register(plugin, name="raising-test-plugin")
     lines: list[str] = []
-    try:
-        run_dir = tmp_path_factory.mktemp("views") / "run"
+    run_dir = tmp_path_factory.mktemp("views") / "run"
+    with registered(RaisingPlugin(), "raising-test-plugin"):
         Evolution.start(parse_config(data, micro_world), run_dir, log=lines.append).run(progress=False)
-    finally:
-        pm.unregister(plugin)
     return run_dir, lines
 
 
