@@ -165,3 +165,16 @@ def designed_record(index: int, generation: int = 0, member: int | None = None, 
         fitness=fitness,
         tasks={"t": {"estimate": fitness}},
     )
+
+
+def benchmark(name: str):
+    """benchmarks/NAME.py as a module, for the tests that run a benchmark in a reduced form."""
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -3,26 +3,16 @@ are measured for every estimator, so the benchmark the README quotes keeps runni
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import item_count
-
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "estimator_error.py"
+from helpers import benchmark, item_count
 
 
 @pytest.fixture(scope="module")
 def estimator_error():
-    spec = importlib.util.spec_from_file_location("estimator_error", BENCHMARK)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("estimator_error")
 
 
 def test_the_estimator_benchmark_measures_every_set_and_the_audited_runs(estimator_error, tiny_world):

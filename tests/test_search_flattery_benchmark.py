@@ -4,28 +4,19 @@ designed cases."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import designed_record
+from helpers import benchmark, designed_record
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import cross_skill_config
 from mergekit_evo.run.evolution import Evolution
 
-BENCHMARK = Path(__file__).parent.parent / "benchmarks" / "search_flattery.py"
-
 
 @pytest.fixture(scope="module")
 def flattery():
-    spec = importlib.util.spec_from_file_location("search_flattery", BENCHMARK)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark("search_flattery")
 
 
 @pytest.fixture(scope="module")
