@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mergekit_evo.cli.common import quiet_libraries
-from mergekit_evo.rank.ranking import input_label
+from mergekit_evo.rank import ranking
 from mergekit_evo.run.context import RunContext
 from mergekit_evo.run.finale import Selection, finalists
 from mergekit_evo.run.fitness import Fitness
@@ -55,12 +55,9 @@ def binomial_sd(accuracy: float, n_search: int, n_heldout: int) -> float:
 
 
 def leaders(records: list[CandidateRecord]) -> list[CandidateRecord]:
-    """Every candidate that was the best so far by search score when it was scored (ties to the earlier)."""
-    out: list[CandidateRecord] = []
-    for record in sorted(records, key=lambda r: r.index):
-        if not out or record.fitness > out[-1].fitness:
-            out.append(record)
-    return out
+    """Every candidate that led the search when it was scored, once each, by the run's own rule of the leader."""
+    distinct = {best.index: best for best in ranking.leaders(records) if best is not None}
+    return list(distinct.values())
 
 
 def late_population(records: list[CandidateRecord]) -> list[CandidateRecord]:
@@ -98,20 +95,16 @@ class SeedRun:
         self.cache.write_text(json.dumps({str(k): v.tolist() for k, v in self.validation.items()}))
 
     def unselected(self) -> dict[str, dict]:
-        """The parents and the plain merges, each distinct model once (the start point is often plain task
-        arithmetic under another name): models scored on every split and chosen by nobody."""
-        models = {input_label(ref): entry for ref, entry in self.inputs.items()}
+        """The parents and the plain merges the chosen merge is held against, each distinct model once (the start
+        point is often plain task arithmetic under another name): models scored on every split and chosen by nobody."""
+        models: dict[str, dict] = {}
         seen: set[str] = set()
-        for name, entry in self.baselines.items():
-            same = json.dumps(entry.get("items"), sort_keys=True)
-            if "error" in entry or same in seen:
-                continue
-            seen.add(same)
-            models[f"{name} (plain merge)"] = entry
+        for label, entry in ranking.references(self.inputs, self.baselines).items():
+            same = json.dumps(entry["items"], sort_keys=True)
+            if same not in seen:
+                seen.add(same)
+                models[label] = entry
         return models
-
-    def chosen(self) -> CandidateRecord:
-        return next(r for r in self.records if r.index == self.best["index"])
 
 
 def noise_table(runs: dict[int, SeedRun]) -> list[str]:
@@ -123,7 +116,8 @@ def noise_table(runs: dict[int, SeedRun]) -> list[str]:
     unselected, evolved, sds = [], [], []
     for seed, run in runs.items():
         diffs = [e["tasks"][TASK] - e["heldout"][TASK] for e in run.unselected().values()]
-        chosen = run.chosen()
+        chosen = ranking.chosen(run.records, final_index=run.best["index"])
+        assert chosen is not None
         search = chosen.tasks[TASK]["estimate"]
         drop = search - run.best["heldout"][TASK]
         n_search, n_heldout = len(run.ctx.tasks[TASK].item_ids), len(run.best["items"]["heldout"][TASK])

@@ -53,7 +53,7 @@ def test_the_benchmark_reads_a_finished_run_without_writing_into_it(flattery, fi
 def test_a_leader_is_a_candidate_better_than_every_earlier_one(flattery):
     scores = [0.3, 0.5, 0.5, 0.4, 0.7, 0.6]
     records = [designed_record(i, fitness=f) for i, f in enumerate(scores)]
-    assert [r.index for r in flattery.leaders(records[::-1])] == [0, 1, 4]
+    assert [r.index for r in flattery.leaders(records)] == [0, 1, 4]
 
 
 def test_the_chance_that_every_seed_meets_the_target_falls_with_the_bias_and_the_seeds(flattery):
