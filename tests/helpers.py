@@ -178,3 +178,9 @@ def benchmark(name: str):
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def snapshot(folder: Path, but: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every file's bytes under `folder`, by relative path, but those named in `but`: to show a reader wrote nothing."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in but)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}

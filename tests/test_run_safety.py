@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import assert_one_line_error, cli, cli_here, designed_record, write_config
+from helpers import assert_one_line_error, cli, cli_here, designed_record, snapshot, write_config
 from mergekit_evo.config import load_config, parse_config
 from mergekit_evo.demo.configs import two_skill_config
 from mergekit_evo.plugin.errors import UserError
@@ -52,8 +52,7 @@ def _copy(run, tmp_path: Path, name: str = "copy") -> Path:
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes but run.lock's (which holds the pid of whoever locked the run last)."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != RunStore.LOCK)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
+    return snapshot(folder, but=(RunStore.LOCK,))
 
 
 class _Plant:

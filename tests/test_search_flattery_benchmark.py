@@ -4,11 +4,9 @@ designed cases."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from helpers import benchmark, designed_record
+from helpers import benchmark, designed_record, snapshot
 from mergekit_evo.config import parse_config
 from mergekit_evo.demo.configs import cross_skill_config
 from mergekit_evo.run.evolution import Evolution
@@ -28,15 +26,11 @@ def finished(micro_world, tmp_path_factory):
     return runs, result
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_the_benchmark_reads_a_finished_run_without_writing_into_it(flattery, finished):
     runs, result = finished
-    before = _snapshot(runs / "seed-0")
+    before = snapshot(runs / "seed-0")
     lines = flattery.measure(runs, [0], log=lambda _: None)
-    assert _snapshot(runs / "seed-0") == before
+    assert snapshot(runs / "seed-0") == before
     # the evolved merge's flattery is the run's own: its search estimate minus its held-out score
     drop = result.best.tasks["math_b"]["estimate"] - result.best_scores["heldout"]["math_b"]
     noise_row = next(line for line in lines if line.startswith("| 0 |"))
